@@ -1,0 +1,1 @@
+"""The simulated Jetson lab: namespaced hosts with real sshd and dockerd, and a registry."""

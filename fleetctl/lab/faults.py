@@ -1,0 +1,121 @@
+"""Fault injection on lab hosts, each fault observable from a client as on a real device.
+
+- ``sshd-down``: the host's sshd is stopped; clients get "connection refused".
+- ``hang``: every process of the host is frozen; TCP connects, the SSH banner never comes.
+- ``unreachable``: nft drops packets to the host's address; connects time out.
+- ``dockerd-down``: dockerd stops, its containers with it; "Cannot connect to the Docker daemon".
+- ``disk-full``: one file fills the host's disk; writes fail with "no space left on device".
+- ``slow-link``: sshd moves behind a proxy that delays and caps the link.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from fleetctl.errors import InputError
+from fleetctl.lab.host import SSH_INNER_PORT, SSH_PORT, LabHost
+from fleetctl.lab.system import Cgroup, run, spawn, stop
+
+KINDS = ("sshd-down", "hang", "unreachable", "dockerd-down", "disk-full", "slow-link")
+NFT_TABLE = "fleetlab"
+FILL_FILE = "docker/.fleetlab-fill"
+
+
+def inject(host: LabHost, kind: str, params: dict) -> None:
+    """Put ``kind`` on ``host``; a fault already on the host is left as it is."""
+    check_fault_kind(kind)
+    if kind in host.state.faults:
+        return
+    if kind == "dockerd-down" and not host.spec.docker:
+        raise InputError(f"{host.spec.name} has no Docker engine; dockerd-down does not apply")
+    if kind == "sshd-down":
+        stop(host.state.sshd)
+        host.state.sshd = None
+    elif kind == "hang":
+        host.cgroup.freeze(True)
+    elif kind == "unreachable":
+        _nft_drop(host.spec.address, host.spec.name)
+    elif kind == "dockerd-down":
+        host.stop_dockerd()
+    elif kind == "disk-full":
+        free = os.statvfs(host.disk)
+        fill = host.disk / FILL_FILE
+        run(["fallocate", "-l", str(free.f_bavail * free.f_frsize), str(fill)], check=False)
+    elif kind == "slow-link":
+        _slow_link(host, params)
+    host.state.faults[kind] = dict(params)
+
+
+def heal(host: LabHost) -> list[str]:
+    """Undo every fault on ``host``; return the kinds that were healed."""
+    healed = list(host.state.faults)
+    faults = host.state.faults
+    if "hang" in faults:
+        host.cgroup.freeze(False)
+    if "unreachable" in faults:
+        _nft_undrop(host.spec.name)
+    if "disk-full" in faults:
+        (host.disk / FILL_FILE).unlink(missing_ok=True)
+    if "dockerd-down" in faults:
+        host.start_dockerd()
+    if "slow-link" in faults:
+        link = faults["slow-link"]
+        stop(link.get("pid"))
+        Cgroup(f"link-{host.spec.name}").remove()
+        stop(host.state.sshd)
+        host.start_sshd(SSH_PORT)
+    elif "sshd-down" in faults:
+        host.start_sshd(SSH_PORT)
+    faults.clear()
+    return healed
+
+
+def _slow_link(host: LabHost, params: dict) -> None:
+    delay, kbps = float(params.get("delay_ms", 100)), float(params.get("kbps", 0))
+    if delay < 0 or kbps < 0:
+        raise InputError("slow-link: --delay-ms and --kbps must not be negative")
+    stop(host.state.sshd)
+    host.start_sshd(SSH_INNER_PORT)
+    cgroup = Cgroup(f"link-{host.spec.name}")
+    cgroup.create()
+    stats = host.dir / "link-stats.json"
+    argv = [sys.executable, "-m", "fleetctl.lab.slowlink",
+            f"{host.spec.address}:{SSH_PORT}", f"{host.spec.address}:{SSH_INNER_PORT}",
+            "--delay-ms", str(delay), "--kbps", str(kbps), "--stats", str(stats)]
+    pid = spawn(argv, host.dir / "link.log", cgroup)
+    host._wait(lambda: stats.exists(), "link", 10)
+    params.update({"pid": pid, "delay_ms": delay, "kbps": kbps, "stats": str(stats)})
+
+
+def _nft_drop(address: str, name: str) -> None:
+    if run(["nft", "list", "table", "inet", NFT_TABLE], check=False).returncode != 0:
+        run(["nft", "add", "table", "inet", NFT_TABLE])
+        run(["nft", "add", "chain", "inet", NFT_TABLE, "out",
+             "{ type filter hook output priority 0; policy accept; }"])
+    run(["nft", "add", "rule", "inet", NFT_TABLE, "out", "ip", "daddr", address, "drop",
+         "comment", f'"{name}"'])
+
+
+def _nft_undrop(name: str) -> None:
+    listing = run(["nft", "-a", "list", "chain", "inet", NFT_TABLE, "out"], check=False)
+    handles = [line.rsplit("# handle", 1)[1].strip()
+               for line in listing.stdout.decode().splitlines()
+               if f'comment "{name}"' in line and "# handle" in line]
+    for handle in handles:
+        run(["nft", "delete", "rule", "inet", NFT_TABLE, "out", "handle", handle])
+    remaining = run(["nft", "list", "chain", "inet", NFT_TABLE, "out"], check=False)
+    if "comment" not in remaining.stdout.decode():
+        remove_nft_table()
+
+
+def remove_nft_table() -> None:
+    """Delete the lab's nft table if it exists."""
+    if run(["nft", "list", "table", "inet", NFT_TABLE], check=False).returncode == 0:
+        run(["nft", "delete", "table", "inet", NFT_TABLE])
+
+
+def check_fault_kind(kind: str) -> None:
+    """InputError for an unknown fault kind, before anything is sent to the lab."""
+    if kind not in KINDS:
+        raise InputError(f"unknown fault {kind!r}; kinds: {', '.join(KINDS)}")

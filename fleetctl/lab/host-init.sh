@@ -1,0 +1,42 @@
+#!/bin/sh
+# First process of a lab host's mount + UTS namespace (run under `unshare`).
+# Builds the host's private view of the machine, then becomes the anchor that
+# keeps the namespace alive. Arguments: HOST_DIR NAME LAB_DIR USRBIN_OVERLAY JETSON
+set -eu
+HOST_DIR=$1 NAME=$2 LAB_DIR=$3 USRBIN_OVERLAY=$4 JETSON=$5
+
+hostname "$NAME"
+mount -t tmpfs -o size=64m,mode=0755 "fleetlab-$NAME-run" /run
+mkdir -p /run/sshd /run/lock /run/user
+chmod 0755 /run/sshd
+
+# The lab directory may sit under /var/lib, which gets an overlay below: reach
+# the host's disk and files through a private bind that the overlay cannot hide.
+DISK=/run/fleetlab-disk FILES=/run/fleetlab-files
+mkdir -p "$DISK" "$FILES"
+mount --bind "$HOST_DIR/disk" "$DISK"
+mount --bind "$HOST_DIR" "$FILES"
+
+overlay() {  # overlay TARGET LAYER: the machine's TARGET below, the host's own files above
+    mount -t overlay "ovl-$NAME-$2" \
+        -o "lowerdir=$1,upperdir=$DISK/$2/upper,workdir=$DISK/$2/work" "$1"
+}
+overlay /etc etc
+overlay /opt opt
+overlay /usr/local usr_local
+overlay /var/lib var_lib
+if [ "$USRBIN_OVERLAY" = yes ]; then overlay /usr/bin usr_bin; fi
+
+for dir in root home tmp; do mount --bind "$DISK/$dir" "/$dir"; done
+mkdir -p /var/lib/docker
+mount --bind "$DISK/docker" /var/lib/docker
+mount --bind "$FILES/meminfo" /proc/meminfo
+if [ "$JETSON" = yes ]; then mount --bind "$FILES/fw" /sys/firmware; fi
+umount "$DISK" "$FILES"
+rmdir "$DISK" "$FILES"
+
+# Hide the lab's own state (keys, other hosts) from the host.
+mount -t tmpfs -o size=4k,mode=0700 "fleetlab-$NAME-hide" "$LAB_DIR"
+
+touch /run/fleetlab-ready
+exec sleep infinity

@@ -1,0 +1,185 @@
+"""Small, reproducible stand-in images for the lab registry.
+
+Each image is one gzipped layer (static busybox plus an app script) and a
+config, pushed straight to the registry with the Docker Registry HTTP API v2.
+Layers and configs are byte-for-byte reproducible, so a tag's digest is the
+same on every run and machine; the image platform is written in its config.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import platform
+import tarfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from fleetctl.errors import LabError
+
+MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+CONFIG_V1 = "application/vnd.docker.container.image.v1+json"
+LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+CREATED = "2025-01-01T00:00:00Z"
+APPLETS = ("sh", "ash", "cat", "echo", "printf", "sleep", "wget", "httpd", "mkdir", "date",
+           "env", "ls", "ps", "kill", "true", "false", "grep", "sed", "nc", "id", "hostname")
+
+#: app -> (entrypoint script, image config)
+APPS = {
+    "ollama": ("fake-ollama.sh", {
+        "Entrypoint": ["/usr/bin/ollama"], "Cmd": ["serve"],
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "OLLAMA_HOST=0.0.0.0:11434"],
+        "ExposedPorts": {"11434/tcp": {}},
+        "Entry": "/usr/bin/ollama",
+    }),
+}
+
+
+@dataclass(frozen=True)
+class LabImage:
+    """One tag to push: where, which app, which version, how it behaves."""
+
+    repo: str
+    tag: str
+    app: str
+    version: str
+    mode: str = "ok"
+    arch: str = ""
+
+    @property
+    def platform_arch(self) -> str:
+        return self.arch or machine_arch()
+
+
+def machine_arch() -> str:
+    """This machine's architecture in Docker's words (amd64, arm64)."""
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+def load_images() -> list[LabImage]:
+    """The lab's image list (``apps.yml``)."""
+    raw = yaml.safe_load((resources.files("fleetctl.lab") / "apps.yml").read_text())
+    return [LabImage(**{k: str(v) for k, v in entry.items()}) for entry in raw["images"]]
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def build_layer(app: str, busybox: Path) -> tuple[bytes, str]:
+    """The app's root filesystem as a reproducible gzipped tar, and its diff id."""
+    script_name, config = APPS[app]
+    script = (resources.files("fleetctl.lab") / script_name).read_bytes()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        def add(name: str, *, data: bytes | None = None, mode: int = 0o644,
+                link: str | None = None) -> None:
+            info = tarfile.TarInfo(name)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
+            if data is None and link is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+            elif link is not None:
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, link, 0o777
+            else:
+                info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+
+        for d in ("bin", "etc", "tmp", "usr", "usr/bin", "www"):
+            add(d)
+        add("bin/busybox", data=busybox.read_bytes(), mode=0o755)
+        for applet in APPLETS:
+            add(f"bin/{applet}", link="busybox")
+        add("etc/group", data=b"root:x:0:\nnogroup:x:65534:\n")
+        add("etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\n"
+                               b"nobody:x:65534:65534:nobody:/:/bin/false\n")
+        add(config["Entry"].lstrip("/"), data=script, mode=0o755)
+    tar_bytes = raw.getvalue()
+    gz = io.BytesIO()
+    with gzip.GzipFile(fileobj=gz, mode="wb", mtime=0, compresslevel=6) as z:
+        z.write(tar_bytes)
+    return gz.getvalue(), _digest(tar_bytes)
+
+
+def image_config(image: LabImage, diff_id: str) -> bytes:
+    """The image config JSON: platform, entrypoint, env, labels."""
+    _, app = APPS[image.app]
+    env = [*app["Env"], f"FLEETLAB_VERSION={image.version}", f"FLEETLAB_MODE={image.mode}"]
+    config = {
+        "architecture": image.platform_arch, "os": "linux", "created": CREATED,
+        "config": {
+            "Entrypoint": app["Entrypoint"], "Cmd": app["Cmd"], "Env": env,
+            "ExposedPorts": app["ExposedPorts"],
+            "Labels": {"org.opencontainers.image.version": image.version,
+                       "fleetlab.mode": image.mode},
+        },
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created": CREATED, "created_by": "fleetctl lab"}],
+    }
+    return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+
+
+class RegistryPusher:
+    """Pushes blobs and manifests to a registry over the v2 HTTP API (no auth)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base = base_url.rstrip("/")
+
+    def _request(self, method: str, url: str, data: bytes | None = None,
+                 headers: dict | None = None) -> urllib.request.addinfourl:
+        req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+        try:
+            return urllib.request.urlopen(req, timeout=30)
+        except urllib.error.HTTPError as exc:
+            if method == "HEAD" and exc.code == 404:
+                return exc
+            body = exc.read().decode(errors="replace")[:200]
+            raise LabError(f"registry {method} {url}: HTTP {exc.code} {body}") from None
+        except urllib.error.URLError as exc:
+            raise LabError(f"registry {self.base} unreachable: {exc.reason}") from None
+
+    def push_blob(self, repo: str, data: bytes) -> str:
+        digest = _digest(data)
+        if self._request("HEAD", f"{self.base}/v2/{repo}/blobs/{digest}").status == 200:
+            return digest
+        start = self._request("POST", f"{self.base}/v2/{repo}/blobs/uploads/")
+        location = start.headers["Location"]
+        if location.startswith("/"):
+            location = self.base + location
+        sep = "&" if "?" in location else "?"
+        self._request("PUT", f"{location}{sep}digest={digest}", data,
+                      {"Content-Type": "application/octet-stream"})
+        return digest
+
+    def push_manifest(self, repo: str, tag: str, manifest: bytes) -> str:
+        self._request("PUT", f"{self.base}/v2/{repo}/manifests/{tag}", manifest,
+                      {"Content-Type": MANIFEST_V2})
+        return _digest(manifest)
+
+
+def push_images(registry_url: str, busybox: Path, images: list[LabImage]) -> dict[str, str]:
+    """Push every image; return ``repo:tag -> manifest digest``."""
+    pusher = RegistryPusher(registry_url)
+    layers = {app: build_layer(app, busybox) for app in {i.app for i in images}}
+    digests = {}
+    for image in images:
+        layer, diff_id = layers[image.app]
+        config = image_config(image, diff_id)
+        pusher.push_blob(image.repo, layer)
+        pusher.push_blob(image.repo, config)
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": MANIFEST_V2,
+            "config": {"mediaType": CONFIG_V1, "size": len(config), "digest": _digest(config)},
+            "layers": [{"mediaType": LAYER_GZIP, "size": len(layer), "digest": _digest(layer)}],
+        }, indent=3).encode()
+        digests[f"{image.repo}:{image.tag}"] = pusher.push_manifest(image.repo, image.tag,
+                                                                    manifest)
+    return digests

@@ -1,0 +1,223 @@
+"""The lab as a whole: bring hosts and the registry up, report, inject faults, tear down.
+
+A :class:`Lab` lives in the lab supervisor's worker process, which owns every
+daemon; the CLI talks to it through :mod:`fleetctl.lab.client`. :func:`teardown`
+also works without a supervisor, from what is on disk and in the cgroups.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from fleetctl.errors import InputError
+from fleetctl.lab import faults
+from fleetctl.lab.host import LabHost
+from fleetctl.lab.images import load_images, push_images
+from fleetctl.lab.registry import REGISTRY_ADDR, REGISTRY_URL, start_registry, unpacked
+from fleetctl.lab.spec import HostSpec, LabSpec
+from fleetctl.lab.system import (
+    Cgroup,
+    LabPaths,
+    alive,
+    lab_cgroup_names,
+    remove_lab_cgroups,
+    run,
+    stop,
+    umount,
+)
+
+Log = Callable[[str], None]
+PARALLEL = 8
+
+
+class Lab:
+    """The running lab, owned by the supervisor worker."""
+
+    def __init__(self, paths: LabPaths) -> None:
+        self.paths = paths
+        self.hosts: dict[str, LabHost] = {}
+        self.registry_pid: int | None = None
+        self.image_digests: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def up(self, spec: LabSpec, log: Log) -> dict:
+        """Make the running lab match ``spec``: start what is missing, replace what changed."""
+        paths = self.paths
+        for d in (paths.root, paths.keys, paths.hosts):
+            d.mkdir(parents=True, exist_ok=True)
+        paths.root.chmod(0o700)
+        if not paths.client_key.exists():
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fleetctl-lab",
+                 "-f", str(paths.client_key)])
+        pubkey = paths.client_key.with_suffix(".pub").read_text()
+
+        log(f"registry on {REGISTRY_ADDR}")
+        self.registry_pid = start_registry(paths)
+        busybox = unpacked(paths, "busybox-static")
+        images = load_images()
+        self.image_digests = push_images(REGISTRY_URL, busybox, images)
+        log(f"pushed {len(images)} images")
+
+        wanted = {h.name: h for h in spec.hosts}
+        stale = [h for name, h in self.hosts.items()
+                 if name not in wanted or h.spec != wanted[name]]
+        if stale:
+            log(f"removing {len(stale)} hosts that left or changed in the spec")
+            self._each(stale, LabHost.destroy)
+            for host in stale:
+                del self.hosts[host.spec.name]
+        new = [LabHost(s, paths) for name, s in wanted.items() if name not in self.hosts]
+        known_lines: dict[str, str] = {}
+        if paths.known_hosts.exists():
+            for line in paths.known_hosts.read_text().splitlines():
+                known_lines[line.split()[0]] = line
+        if new:
+            log(f"creating {len(new)} hosts")
+            for host, line in zip(new, self._each(new, lambda h: h.create(pubkey)), strict=True):
+                known_lines[host.spec.address] = line
+                self.hosts[host.spec.name] = host
+        down = [h for h in self.hosts.values() if not alive(h.state.anchor)]
+        if down:
+            log(f"starting {len(down)} hosts")
+            self._each(down, LabHost.start)
+        addresses = {h.spec.address for h in self.hosts.values()}
+        paths.known_hosts.write_text("".join(f"{line}\n" for a, line in sorted(known_lines.items())
+                                             if a in addresses))
+        self._write_ssh_config()
+        write_inventory(paths, [self.hosts[n].spec for n in wanted])
+        self.save()
+        return self.status()
+
+    def _each(self, hosts: list[LabHost], action: Callable[[LabHost], object]) -> list:
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            return list(pool.map(action, hosts))
+
+    def _write_ssh_config(self) -> None:
+        patterns = " ".join(sorted(h.spec.address for h in self.hosts.values()))
+        self.paths.ssh_config.write_text(
+            f"Host {patterns}\n  User root\n  IdentityFile {self.paths.client_key}\n"
+            f"  IdentitiesOnly yes\n  UserKnownHostsFile {self.paths.known_hosts}\n"
+            "  StrictHostKeyChecking yes\n  ConnectTimeout 5\n  LogLevel ERROR\n")
+
+    def host(self, name: str) -> LabHost:
+        """The running host ``name``; InputError listing the hosts otherwise."""
+        if name not in self.hosts:
+            raise InputError(f"no lab host named {name!r}; the lab has: "
+                             f"{', '.join(sorted(self.hosts)) or 'no hosts'}")
+        return self.hosts[name]
+
+    def fault(self, name: str, kind: str, params: dict) -> dict:
+        """Inject a fault on one host."""
+        host = self.host(name)
+        faults.inject(host, kind, params)
+        self.save()
+        return self.host_status(host)
+
+    def heal(self, name: str) -> dict:
+        """Undo every fault on one host."""
+        host = self.host(name)
+        faults.heal(host)
+        self.save()
+        return self.host_status(host)
+
+    def host_status(self, host: LabHost) -> dict:
+        st = host.state
+        running = alive(st.anchor)
+        if not running:
+            state = "stopped"
+        elif st.faults:
+            state = "faulted"
+        elif not alive(st.sshd) or (host.spec.docker and not alive(st.dockerd)):
+            state = "degraded"
+        else:
+            state = "running"
+        return {
+            "name": host.spec.name, "address": host.spec.address, "state": state,
+            "groups": list(host.spec.groups), "l4t": host.spec.l4t,
+            "docker": host.spec.docker, "faults": {k: {p: v for p, v in f.items() if p != "pid"}
+                                                   for k, f in st.faults.items()},
+            "pids": {"anchor": st.anchor, "sshd": st.sshd, "dockerd": st.dockerd},
+            "docker_socket": host.docker_socket if running and host.spec.docker else None,
+        }
+
+    def status(self) -> dict:
+        """Every host with its address and state, and where the lab's files are."""
+        paths = self.paths
+        return {
+            "up": True,
+            "dir": str(paths.root),
+            "inventory": str(paths.inventory),
+            "client_key": str(paths.client_key),
+            "known_hosts": str(paths.known_hosts),
+            "ssh_config": str(paths.ssh_config),
+            "registry": {"address": REGISTRY_ADDR, "running": alive(self.registry_pid),
+                         "images": self.image_digests},
+            "hosts": [self.host_status(h) for h in self.hosts.values()],
+        }
+
+    def save(self) -> None:
+        """Write the status to ``state.json`` (read by teardown when no supervisor runs)."""
+        tmp = self.paths.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.status(), indent=2))
+        tmp.replace(self.paths.state_file)
+
+    def down(self, log: Log) -> None:
+        """Stop every engine gracefully, then remove everything the lab made."""
+        log(f"stopping {len(self.hosts)} hosts")
+        for host in self.hosts.values():
+            host.cgroup.freeze(False)
+        self._each([h for h in self.hosts.values() if h.spec.docker], LabHost.stop_dockerd)
+        stop(self.registry_pid)
+        teardown(self.paths)
+        self.hosts.clear()
+
+
+def write_inventory(paths: LabPaths, hosts: list[HostSpec]) -> Path:
+    """Write an Ansible-compatible YAML inventory of the lab hosts."""
+    groups: dict[str, dict] = {}
+    for host in hosts:
+        for group in host.groups:
+            groups.setdefault(group, {"hosts": {}})["hosts"][host.name] = None
+    inventory = {"all": {
+        "vars": {
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(paths.client_key),
+            "ansible_ssh_common_args": f"-o UserKnownHostsFile={paths.known_hosts} "
+                                       "-o StrictHostKeyChecking=yes",
+            "fleetctl_known_hosts": str(paths.known_hosts),
+        },
+        "hosts": {h.name: {"ansible_host": h.address, **h.vars} for h in hosts},
+        "children": groups,
+    }}
+    header = "# Written by `fleetctl lab up`; removed by `fleetctl lab down`.\n"
+    paths.inventory.write_text(header + yaml.safe_dump(inventory, sort_keys=False))
+    return paths.inventory
+
+
+def teardown(paths: LabPaths) -> None:
+    """Remove every trace of the lab: processes, cgroups, mounts, nft rules and files."""
+    for name in lab_cgroup_names():
+        Cgroup(name).kill_all()
+    remove_lab_cgroups()
+    faults.remove_nft_table()
+    if paths.hosts.exists():
+        for host_dir in paths.hosts.iterdir():
+            umount(host_dir / "disk")
+    if paths.root.exists():
+        _unmount_below(paths.root)
+        run(["rm", "-rf", "--one-file-system", str(paths.root)])
+
+
+def _unmount_below(root: Path) -> None:
+    prefix = str(root.resolve())
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p.startswith(prefix + "/")), key=len,
+                        reverse=True):
+        umount(Path(point))

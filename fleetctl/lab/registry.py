@@ -1,0 +1,93 @@
+"""The lab's local registry: Debian's docker-registry binary on 127.0.0.1:5000.
+
+The binary (and static busybox for the images) come from Debian packages that
+are downloaded and unpacked into the lab cache, never installed: installing
+docker-registry would start a system service listening on every address.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from fleetctl.errors import LabError
+from fleetctl.lab.system import Cgroup, LabPaths, alive, run, spawn
+
+REGISTRY_ADDR = "127.0.0.1:5000"
+REGISTRY_URL = f"http://{REGISTRY_ADDR}"
+PACKAGES = {"docker-registry": "usr/bin/docker-registry", "busybox-static": "bin/busybox"}
+
+CONFIG = """\
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: {data}
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: {addr}
+"""
+
+
+def unpacked(paths: LabPaths, package: str) -> Path:
+    """Path of ``package``'s binary, downloading and unpacking the .deb on first use."""
+    binary = paths.pkg / PACKAGES[package]
+    if binary.exists():
+        return binary
+    debs = paths.cache / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    _download(debs, package)
+    for deb in sorted(debs.glob(f"{package}_*.deb")):
+        run(["dpkg-deb", "-x", str(deb), str(paths.pkg)])
+    if not binary.exists():
+        raise LabError(f"{package}: no {PACKAGES[package]} in the package; "
+                       f"run 'apt-get update' and try again")
+    return binary
+
+
+def _download(debs: Path, package: str) -> None:
+    result = subprocess.run(["apt-get", "download", package], cwd=debs, capture_output=True,
+                            timeout=300, check=False)
+    if result.returncode != 0:
+        err = result.stderr.decode(errors="replace").strip().splitlines()
+        raise LabError(f"cannot download the Debian package {package}: "
+                       f"{err[-1] if err else 'apt-get failed'}; run 'apt-get update' first")
+
+
+def start_registry(paths: LabPaths) -> int:
+    """Start the registry (unless it answers already) and return its PID."""
+    binary = unpacked(paths, "docker-registry")
+    pid_file = paths.registry / "pid"
+    if pid_file.exists() and alive(int(pid_file.read_text())) and registry_ready():
+        return int(pid_file.read_text())
+    (paths.registry / "data").mkdir(parents=True, exist_ok=True)
+    config = paths.registry / "config.yml"
+    config.write_text(CONFIG.format(data=paths.registry / "data", addr=REGISTRY_ADDR))
+    cgroup = Cgroup("registry")
+    cgroup.create()
+    pid = spawn([str(binary), "serve", str(config)], paths.registry / "registry.log", cgroup)
+    pid_file.write_text(str(pid))
+    deadline = time.monotonic() + 15
+    while not registry_ready():
+        if not alive(pid):
+            raise LabError(f"the lab registry exited; see {paths.registry / 'registry.log'} "
+                           f"(is something else listening on {REGISTRY_ADDR}?)")
+        if time.monotonic() > deadline:
+            raise LabError(f"the lab registry did not answer on {REGISTRY_ADDR} within 15s")
+        time.sleep(0.05)
+    return pid
+
+
+def registry_ready() -> bool:
+    """True when ``GET /v2/`` answers 200."""
+    try:
+        with urllib.request.urlopen(f"{REGISTRY_URL}/v2/", timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
