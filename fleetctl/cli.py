@@ -24,7 +24,21 @@ lab_app = typer.Typer(
          "Example: fleetctl lab up && fleetctl lab status",
     no_args_is_help=True,
 )
+inventory_app = typer.Typer(
+    help="Read Ansible inventories (YAML or INI, group_vars/, host_vars/).\n\n"
+         "Example: fleetctl inventory list -i inventories/example --group factory-a",
+    no_args_is_help=True,
+)
 app.add_typer(lab_app, name="lab")
+app.add_typer(inventory_app, name="inventory")
+
+InventoryOpt = Annotated[Path | None, typer.Option(
+    "-i", "--inventory", help="Inventory file or folder [default: $FLEETCTL_INVENTORY, "
+    "else inventories/].")]
+GroupOpt = Annotated[str | None, typer.Option("--group", "-g", help="Only hosts of this group.")]
+LimitOpt = Annotated[str | None, typer.Option(
+    "--limit", "-l", help="Ansible host pattern: a:b, a:&b, a:!b, wildcards, ~regex.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 out = Console()
 err = Console(stderr=True)
@@ -153,6 +167,55 @@ def lab_heal(host: Annotated[str, typer.Argument(help="Lab host name.")]) -> Non
 
     result = client.request(_lab_paths(), "heal", host=host)
     out.print(f"{result['name']}: {result['state']}")
+
+
+@inventory_app.command("list")
+def inventory_list(inventory: InventoryOpt = None, group: GroupOpt = None,
+                   limit: LimitOpt = None, as_json: JsonOpt = False) -> None:
+    """List the selected hosts with address, user and groups.
+
+    Example: fleetctl inventory list -i inventories/example --limit 'factory-a:&orin'
+    """
+    from fleetctl.inventory import load_inventory, redact
+
+    hosts = load_inventory(inventory).select(limit, group)
+    if as_json:
+        print(json.dumps({h.name: {"address": h.address, "port": h.port, "user": h.user,
+                                   "groups": h.groups, "vars": redact(h.vars)}
+                          for h in hosts}, indent=2, default=str))
+        return
+    table = Table(title=f"{len(hosts)} hosts")
+    for column in ("host", "address", "port", "user", "groups"):
+        table.add_column(column)
+    for h in hosts:
+        table.add_row(h.name, h.address, str(h.port), h.user, ",".join(h.groups))
+    out.print(table)
+
+
+@inventory_app.command("graph")
+def inventory_graph(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
+    """Show the group tree, as ansible-inventory --graph does.
+
+    Example: fleetctl inventory graph -i inventories/example
+    """
+    from fleetctl.inventory import load_inventory
+
+    inv = load_inventory(inventory)
+    if as_json:
+        print(json.dumps({name: {"children": g.children, "hosts": g.hosts}
+                          for name, g in inv.groups.items()}, indent=2))
+        return
+
+    def walk(name: str, indent: str) -> None:
+        group = inv.groups[name]
+        for child in sorted(group.children):
+            print(f"{indent}  |--@{child}:")
+            walk(child, indent + "  |  ")
+        for host in group.hosts:
+            print(f"{indent}  |--{host}")
+
+    print("@all:")
+    walk("all", "")
 
 
 def main() -> None:

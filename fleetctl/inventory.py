@@ -1,0 +1,461 @@
+"""Ansible inventories: YAML and INI files, group_vars/ and host_vars/, host patterns.
+
+Semantics follow Ansible: every host is in ``all``; group variables apply from
+the shallowest group to the deepest (siblings alphabetically), host variables
+last; ``group_vars/`` and ``host_vars/`` beside the inventory file override the
+file's own. Patterns use Ansible's grammar: ``a:b`` (or ``a,b``) union, ``a:&b``
+intersection, ``a:!b`` exclusion, shell wildcards and ``~regex``.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fleetctl.errors import InputError
+from fleetctl.yamlfile import Located, load_yaml
+
+DEFAULT_DIR = Path("inventories")
+ENV_VAR = "FLEETCTL_INVENTORY"
+_RANGE = re.compile(r"\[(\d+):(\d+)\]")
+_SECRET = re.compile(r"pass|secret|token|credential|private_key$", re.IGNORECASE)
+_SKIP_SUFFIXES = (".md", ".txt", ".retry", ".pyc", ".cfg", "~", ".orig", ".json")
+
+#: fleetctl's short names and Ansible's legacy names, mapped to the Ansible names
+CONNECTION_ALIASES = {
+    "ssh_host": "ansible_host", "ansible_ssh_host": "ansible_host",
+    "ssh_port": "ansible_port", "ansible_ssh_port": "ansible_port",
+    "ssh_user": "ansible_user", "ansible_ssh_user": "ansible_user",
+    "ssh_key": "ansible_ssh_private_key_file", "become": "ansible_become",
+}
+
+
+@dataclass
+class Group:
+    """An inventory group: its own variables, hosts and child groups."""
+
+    name: str
+    vars: dict[str, Any] = field(default_factory=dict)
+    hosts: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+    parents: list[str] = field(default_factory=list)
+    where: str = ""
+
+
+@dataclass
+class Host:
+    """A host with its effective variables and every group it belongs to."""
+
+    name: str
+    vars: dict[str, Any]
+    groups: list[str]
+    where: str
+
+    @property
+    def address(self) -> str:
+        """Where to connect: ``ansible_host``, else the inventory name."""
+        return str(self.vars.get("ansible_host", self.name))
+
+    @property
+    def port(self) -> int:
+        return int(self.vars.get("ansible_port", 22))
+
+    @property
+    def user(self) -> str:
+        return str(self.vars.get("ansible_user", "root"))
+
+    @property
+    def key_file(self) -> str | None:
+        key = self.vars.get("ansible_ssh_private_key_file")
+        return os.path.expanduser(str(key)) if key else None
+
+    @property
+    def become(self) -> bool:
+        return _truthy(self.vars.get("ansible_become", False))
+
+
+@dataclass
+class Inventory:
+    """Hosts in definition order and groups by name."""
+
+    hosts: dict[str, Host]
+    groups: dict[str, Group]
+    sources: list[Path]
+
+    def select(self, pattern: str | None = None, group: str | None = None) -> list[Host]:
+        """Hosts matching ``--group`` and ``--limit`` (both when both are given).
+
+        An unknown group, a pattern term that matches nothing, or an empty result
+        is an InputError that says what the inventory has.
+        """
+        names = list(self.hosts)
+        if group is not None:
+            if group not in self.groups:
+                raise InputError(f"no group {group!r} in {self._where()}; groups: "
+                                 f"{', '.join(sorted(self.groups))}")
+            names = self._group_hosts(group)
+        if pattern:
+            matched = set(self.match(pattern))
+            names = [n for n in names if n in matched]
+        if not names:
+            what = " and ".join(x for x in (group and f"--group {group}",
+                                            pattern and f"--limit {pattern}") if x)
+            raise InputError(f"{what or 'the inventory'} matches no host in {self._where()}")
+        return [self.hosts[n] for n in names]
+
+    def match(self, pattern: str) -> list[str]:
+        """Host names matching an Ansible pattern, in inventory order."""
+        terms = [t for t in re.split(r"[:,](?![^\[]*\])", pattern.strip()) if t]
+        if not terms:
+            raise InputError(f"empty host pattern {pattern!r}")
+        union: set[str] = set()
+        intersect: list[set[str]] = []
+        exclude: set[str] = set()
+        for term in terms:
+            if term.startswith("!"):
+                exclude |= self._term(term[1:], pattern, required=False)
+            elif term.startswith("&"):
+                intersect.append(self._term(term[1:], pattern))
+            else:
+                union |= self._term(term, pattern)
+        for other in intersect:
+            union &= other
+        return [n for n in self.hosts if n in union - exclude]
+
+    def _term(self, term: str, pattern: str, required: bool = True) -> set[str]:
+        if term in ("all", "*"):
+            return set(self.hosts)
+        if term in self.groups:
+            return set(self._group_hosts(term))
+        if term in self.hosts:
+            return {term}
+        if term.startswith("~"):
+            try:
+                regex = re.compile(term[1:])
+            except re.error as exc:
+                raise InputError(f"bad regex in host pattern {pattern!r}: {exc}") from None
+            test = regex.search
+        else:
+            def test(name: str) -> bool:
+                return fnmatch.fnmatchcase(name, term)
+        found = {h for h in self.hosts if test(h)}
+        for g in self.groups:
+            if test(g):
+                found.update(self._group_hosts(g))
+        if required and not found:
+            raise InputError(f"host pattern {pattern!r}: {term!r} matches no host or group in "
+                             f"{self._where()}")
+        return found
+
+    def _group_hosts(self, group: str) -> list[str]:
+        members: set[str] = set()
+        stack = [group]
+        while stack:
+            g = self.groups[stack.pop()]
+            members.update(g.hosts)
+            stack.extend(g.children)
+        return [n for n in self.hosts if n in members]
+
+    def _where(self) -> str:
+        return ", ".join(str(s) for s in self.sources)
+
+
+def default_source() -> Path:
+    """``$FLEETCTL_INVENTORY``, else ``inventories/``."""
+    return Path(os.environ.get(ENV_VAR) or DEFAULT_DIR)
+
+
+def load_inventory(source: Path | None = None) -> Inventory:
+    """Load an inventory file or directory (every inventory file directly inside it)."""
+    source = source or default_source()
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.is_file() and _is_inventory_file(p))
+        if not files:
+            raise InputError(f"{source}: no inventory files here; pass -i FILE or set "
+                             f"{ENV_VAR}")
+    elif source.exists():
+        files = [source]
+    else:
+        raise InputError(f"{source}: no such inventory; pass -i FILE or set {ENV_VAR}")
+    builder = _Builder()
+    for path in files:
+        builder.load(path)
+    return builder.finish()
+
+
+def _is_inventory_file(path: Path) -> bool:
+    return not path.name.startswith(".") and not path.name.endswith(_SKIP_SUFFIXES)
+
+
+def expand_hosts(pattern: str) -> list[str]:
+    """Expand Ansible numeric host ranges: ``web[01:03]`` -> web01, web02, web03."""
+    match = _RANGE.search(pattern)
+    if not match:
+        return [pattern]
+    start, end = match[1], match[2]
+    width = len(start) if start.startswith("0") else 0
+    head, tail = pattern[:match.start()], pattern[match.end():]
+    return [name for i in range(int(start), int(end) + 1)
+            for name in expand_hosts(f"{head}{str(i).zfill(width)}{tail}")]
+
+
+def redact(variables: dict[str, Any]) -> dict[str, Any]:
+    """Variables with the values of secret-looking keys (passwords, tokens) masked."""
+    return {k: "***" if _SECRET.search(k) and v not in (None, "") else v
+            for k, v in variables.items()}
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _normalise(variables: dict[str, Any]) -> dict[str, Any]:
+    return {CONNECTION_ALIASES.get(k, k): v for k, v in variables.items()}
+
+
+class _Builder:
+    """Accumulates groups and hosts from several files, then resolves variables."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, Group] = {"all": Group("all"), "ungrouped": Group("ungrouped")}
+        self.host_vars: dict[str, dict[str, Any]] = {}
+        self.host_where: dict[str, str] = {}
+        self.sources: list[Path] = []
+        self.dirs: list[Path] = []
+
+    def group(self, name: str, where: str) -> Group:
+        if name not in self.groups:
+            self.groups[name] = Group(name, where=where)
+        return self.groups[name]
+
+    def add_host(self, name: str, group: str, variables: dict[str, Any], where: str) -> None:
+        variables = _normalise(variables)
+        if name in self.host_vars:
+            old, new = self.host_vars[name].get("ansible_host"), variables.get("ansible_host")
+            if old and new and old != new:
+                raise InputError(f"{where}: host {name!r} is already defined at "
+                                 f"{self.host_where[name]} with ansible_host={old}, here "
+                                 f"with {new}; keep one address per host")
+            self.host_vars[name].update(variables)
+        else:
+            self.host_vars[name] = variables
+            self.host_where[name] = where
+        g = self.groups[group]
+        if name not in g.hosts:
+            g.hosts.append(name)
+
+    def link(self, parent: str, child: str) -> None:
+        p, c = self.groups[parent], self.groups[child]
+        if child not in p.children:
+            p.children.append(child)
+        if parent not in c.parents:
+            c.parents.append(parent)
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def load(self, path: Path) -> None:
+        self.sources.append(path)
+        if path.parent not in self.dirs:
+            self.dirs.append(path.parent)
+        if path.suffix in (".yml", ".yaml"):
+            self._load_yaml(path)
+        else:
+            text = path.read_text(errors="replace")
+            first = next((ln.strip() for ln in text.splitlines() if ln.strip()
+                          and not ln.lstrip().startswith(("#", ";"))), "")
+            if first.endswith(":") or first.startswith(("all:", "---")):
+                self._load_yaml(path)
+            else:
+                self._load_ini(path, text)
+
+    def _load_yaml(self, path: Path) -> None:
+        doc = load_yaml(path)
+        if doc is None:
+            return
+        if not isinstance(doc, Located):
+            raise InputError(f"{path}:1: an inventory is a mapping of groups (e.g. 'all:')")
+        for name, body in doc.items():
+            self._yaml_group(path, name, body, doc.line_of(name), parent=None)
+
+    def _yaml_group(self, path: Path, name: Any, body: Any, line: int,
+                    parent: str | None) -> None:
+        where = f"{path}:{line}"
+        if not isinstance(name, str) or not name:
+            raise InputError(f"{where}: group name {name!r} should be a string")
+        group = self.group(name, where)
+        if parent:
+            self.link(parent, name)
+            self._check_cycle(name, where)
+        if body is None:
+            return
+        if not isinstance(body, Located):
+            raise InputError(f"{where}: group {name!r} should be a mapping with hosts, vars or "
+                             "children")
+        unknown = set(body) - {"hosts", "vars", "children"}
+        if unknown:
+            key = sorted(unknown, key=str)[0]
+            raise InputError(f"{path}:{body.line_of(key)}: group {name!r}: unknown key {key!r};"
+                             " a group has hosts, vars and children")
+        hosts = body.get("hosts") or {}
+        if not isinstance(hosts, dict):
+            raise InputError(f"{path}:{body.line_of('hosts')}: {name}.hosts should be a mapping "
+                             "of host names")
+        for host, host_vars in hosts.items():
+            host_where = f"{path}:{hosts.line_of(host) if isinstance(hosts, Located) else line}"
+            if host_vars is not None and not isinstance(host_vars, dict):
+                raise InputError(f"{host_where}: variables of host {host!r} should be a mapping")
+            for expanded in expand_hosts(str(host)):
+                self.add_host(expanded, name, dict(host_vars or {}), host_where)
+        group_vars = body.get("vars") or {}
+        if not isinstance(group_vars, dict):
+            raise InputError(f"{path}:{body.line_of('vars')}: {name}.vars should be a mapping")
+        group.vars.update(_normalise(group_vars))
+        children = body.get("children") or {}
+        if not isinstance(children, dict):
+            raise InputError(f"{path}:{body.line_of('children')}: {name}.children should be a "
+                             "mapping of group names")
+        for child, child_body in children.items():
+            child_line = children.line_of(child) if isinstance(children, Located) else line
+            self._yaml_group(path, child, child_body, child_line, parent=name)
+
+    def _load_ini(self, path: Path, text: str) -> None:
+        section, kind = "ungrouped", "hosts"
+        pending_children: list[tuple[str, str, str]] = []
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw.strip()
+            where = f"{path}:{number}"
+            if not line or line.startswith(("#", ";")):
+                continue
+            if line.startswith("["):
+                if not line.endswith("]"):
+                    raise InputError(f"{where}: section header {line!r} has no closing ']'")
+                section, _, kind = line[1:-1].partition(":")
+                kind = kind or "hosts"
+                if kind not in ("hosts", "vars", "children"):
+                    raise InputError(f"{where}: unknown section kind {kind!r}; use "
+                                     f"[{section}], [{section}:vars] or [{section}:children]")
+                self.group(section, where)
+                continue
+            if kind == "hosts":
+                name, *assignments = _split_ini(line, where)
+                variables = dict(_ini_assignment(a, where, literal=True) for a in assignments)
+                for expanded in expand_hosts(name):
+                    self.add_host(expanded, section, variables, where)
+            elif kind == "vars":
+                key, value = _ini_assignment(line, where, literal=False)
+                self.groups[section].vars.update(_normalise({key: value}))
+            else:
+                pending_children.append((section, line.split()[0], where))
+        for parent, child, where in pending_children:
+            if child not in self.groups:
+                raise InputError(f"{where}: [{parent}:children] names group {child!r}, which is "
+                                 f"defined nowhere; add a [{child}] section or remove the line")
+            self.link(parent, child)
+            self._check_cycle(child, where)
+
+    def _check_cycle(self, start: str, where: str) -> None:
+        path: list[str] = []
+
+        def visit(name: str) -> None:
+            if name in path:
+                cycle = " -> ".join([*path[path.index(name):], name])
+                raise InputError(f"{where}: group cycle {cycle}; a group cannot contain itself")
+            path.append(name)
+            for child in self.groups[name].children:
+                visit(child)
+            path.pop()
+
+        visit(start)
+
+    # -- resolution ------------------------------------------------------------------------------
+
+    def finish(self) -> Inventory:
+        for name, group in self.groups.items():
+            if name not in ("all",) and not group.parents:
+                self.link("all", name)
+        for name in self.host_vars:
+            if not any(name in g.hosts for n, g in self.groups.items() if n not in ("all",
+                                                                                   "ungrouped")):
+                self.groups["ungrouped"].hosts.append(name)
+        self._load_vars_dirs()
+        depth = self._depths()
+        hosts: dict[str, Host] = {}
+        for name, own_vars in self.host_vars.items():
+            member_of = [g for g in self.groups if self._contains(g, name)]
+            merged: dict[str, Any] = {}
+            for g in sorted(member_of, key=lambda g: (depth[g], g)):
+                merged.update(self.groups[g].vars)
+            merged.update(own_vars)
+            merged.update(self.host_file_vars.get(name, {}))
+            hosts[name] = Host(name, merged, [g for g in member_of if g != "all"],
+                               self.host_where[name])
+        return Inventory(hosts, self.groups, self.sources)
+
+    def _contains(self, group: str, host: str) -> bool:
+        g = self.groups[group]
+        return host in g.hosts or group == "all" or any(self._contains(c, host)
+                                                        for c in g.children)
+
+    def _depths(self) -> dict[str, int]:
+        depth: dict[str, int] = {}
+
+        def of(name: str) -> int:
+            if name not in depth:
+                parents = self.groups[name].parents
+                depth[name] = 1 + max((of(p) for p in parents), default=-1)
+            return depth[name]
+
+        for name in self.groups:
+            of(name)
+        return depth
+
+    def _load_vars_dirs(self) -> None:
+        self.host_file_vars: dict[str, dict[str, Any]] = {}
+        for base in self.dirs:
+            for kind in ("group_vars", "host_vars"):
+                folder = base / kind
+                if not folder.is_dir():
+                    continue
+                for entry in sorted(folder.iterdir()):
+                    name = entry.stem if entry.is_file() else entry.name
+                    files = sorted(entry.rglob("*")) if entry.is_dir() else [entry]
+                    for f in files:
+                        if not f.is_file() or f.suffix not in ("", ".yml", ".yaml", ".json"):
+                            continue
+                        data = load_yaml(f) or {}
+                        if not isinstance(data, dict):
+                            raise InputError(f"{f}:1: variables file should be a mapping")
+                        if kind == "group_vars":
+                            if name not in self.groups:
+                                continue  # Ansible ignores vars of groups it does not have
+                            self.groups[name].vars.update(_normalise(data))
+                        else:
+                            self.host_file_vars.setdefault(name, {}).update(_normalise(data))
+
+
+def _split_ini(line: str, where: str) -> list[str]:
+    try:
+        return shlex.split(line, comments=True)
+    except ValueError as exc:
+        raise InputError(f"{where}: {exc}; check the quotes") from None
+
+
+def _ini_assignment(text: str, where: str, literal: bool) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    if not sep or not key:
+        raise InputError(f"{where}: expected key=value, got {text!r}")
+    if literal:
+        try:
+            return key, ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return key, value
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]
+    return key, value
