@@ -210,7 +210,7 @@ def inventory_graph(inventory: InventoryOpt = None, as_json: JsonOpt = False) ->
         group = inv.groups[name]
         for child in sorted(group.children):
             print(f"{indent}  |--@{child}:")
-            walk(child, indent + "  |  ")
+            walk(child, indent + "  |")
         for host in group.hosts:
             print(f"{indent}  |--{host}")
 
