@@ -13,6 +13,7 @@ from fleetctl.errors import FleetError, LabError
 from fleetctl.lab.lab import teardown
 from fleetctl.lab.system import (
     LabPaths,
+    alive,
     lab_cgroup_names,
     require_binaries,
     require_cgroup_v1,
@@ -89,9 +90,10 @@ def down(paths: LabPaths, on_log: Callable[[str], None]) -> None:
     """Tear the lab down, through the supervisor when it runs, from disk otherwise."""
     require_root()
     if running(paths):
+        supervisor = request(paths, "status")["supervisor"].values()
         request(paths, "down", on_log)
         deadline = time.monotonic() + START_TIMEOUT
-        while running(paths) and time.monotonic() < deadline:
+        while any(alive(pid) for pid in supervisor) and time.monotonic() < deadline:
             time.sleep(0.05)
     if paths.root.exists() or lab_cgroup_names():
         teardown(paths)

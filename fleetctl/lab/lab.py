@@ -8,6 +8,7 @@ also works without a supervisor, from what is on disk and in the cgroups.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -151,6 +152,7 @@ class Lab:
         paths = self.paths
         return {
             "up": True,
+            "supervisor": {"worker": os.getpid(), "reaper": os.getppid()},
             "dir": str(paths.root),
             "inventory": str(paths.inventory),
             "client_key": str(paths.client_key),

@@ -1,0 +1,61 @@
+"""The command line: help with examples everywhere, one-line errors, exit codes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fleetctl import __version__
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMANDS = [["lab", "up"], ["lab", "status"], ["lab", "down"], ["lab", "fault"],
+            ["lab", "heal"], ["inventory", "list"], ["inventory", "graph"]]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fleetctl", *args], capture_output=True,
+                          text=True, cwd=ROOT, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"fleetctl {__version__}"
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help_with_an_example(command: list[str]) -> None:
+    result = run(*command, "--help")
+    assert result.returncode == 0
+    assert "Example: fleetctl " + " ".join(command) in result.stdout
+
+
+def test_bad_spec_fails_before_anything_starts(tmp_path: Path) -> None:
+    spec = tmp_path / "fleet.yml"
+    spec.write_text("hosts:\n  - name: j1\n    colour: green\n")
+    result = run("lab", "up", "--spec", str(spec))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"{spec}:3: hosts[0] (j1).colour: unknown key 'colour'" in result.stderr
+
+
+def test_unknown_fault_kind_is_a_usage_error() -> None:
+    result = run("lab", "fault", "jetson-a1", "meteor")
+    assert result.returncode == 2
+    assert "unknown fault 'meteor'; kinds: sshd-down, hang" in result.stderr
+
+
+def test_inventory_error_is_one_line_with_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "hosts.ini"
+    bad.write_text("[a:children]\nb\n")
+    result = run("inventory", "list", "-i", str(bad))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert f"{bad}:2: [a:children] names group 'b'" in result.stderr
+
+
+def test_inventory_list_json_of_the_example() -> None:
+    import json
+
+    result = run("inventory", "list", "-i", "inventories/example", "--limit", "orin", "--json")
+    assert result.returncode == 0
+    assert list(json.loads(result.stdout)) == ["line1-cam01", "line2-qa01"]

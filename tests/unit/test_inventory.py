@@ -1,0 +1,142 @@
+"""Ansible inventories: both formats, variable precedence, patterns, and errors."""
+
+from pathlib import Path
+
+import pytest
+
+from fleetctl.errors import InputError
+from fleetctl.inventory import expand_hosts, load_inventory, redact
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "example"
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def summary(source: Path) -> dict:
+    inv = load_inventory(source)
+    return {h.name: (h.address, h.port, h.user, sorted(h.groups), h.vars.get("site"),
+                     h.vars.get("registry_mirror")) for h in inv.hosts.values()}
+
+
+def test_yaml_and_ini_examples_agree() -> None:
+    yaml_view = summary(EXAMPLE / "factory.yml")
+    assert yaml_view == summary(EXAMPLE / "hosts.ini")
+    assert yaml_view["line2-qa01"] == ("10.20.2.11", 2222, "root", ["factory-a", "orin"],
+                                       "factory-a", "registry.factory-a.example:5000")
+    assert yaml_view["b-line1-2"][3] == ["factory-b", "factory-b-line1"]
+
+
+def test_a_folder_loads_every_inventory_file_in_it() -> None:
+    inv = load_inventory(EXAMPLE)
+    assert len(inv.sources) == 2 and len(inv.hosts) == 6
+
+
+def test_precedence_follows_ansible(tmp_path: Path) -> None:
+    write(tmp_path, "inv/hosts.yml", """
+all:
+  vars: {v: all, w: all, u: all}
+  children:
+    parent:
+      vars: {v: parent, w: parent}
+      children:
+        child:
+          vars: {v: child}
+          hosts:
+            h1: {u: host}
+    aaa:
+      vars: {w: aaa}
+      hosts: {h1: }
+""")
+    write(tmp_path, "inv/group_vars/child.yml", "v: child-file\n")
+    write(tmp_path, "inv/host_vars/h1/main.yml", "u: host-file\n")
+    h1 = load_inventory(tmp_path / "inv" / "hosts.yml").hosts["h1"]
+    # child (depth 2) beats parent (depth 1); siblings at one depth: later name wins
+    assert h1.vars["v"] == "child-file"
+    assert h1.vars["w"] == "parent"  # parent (depth 1) and aaa (depth 1): 'parent' sorts last
+    assert h1.vars["u"] == "host-file"
+
+
+def test_connection_vars_and_short_names(tmp_path: Path) -> None:
+    path = write(tmp_path, "hosts.ini",
+                 "j1 ssh_host=127.0.1.1 ssh_port=2222 ssh_user=admin ssh_key=/k become=yes\n"
+                 "j2 ansible_host=127.0.1.2\n")
+    inv = load_inventory(path)
+    j1, j2 = inv.hosts["j1"], inv.hosts["j2"]
+    assert (j1.address, j1.port, j1.user, j1.key_file, j1.become) == (
+        "127.0.1.1", 2222, "admin", "/k", True)
+    assert (j2.address, j2.port, j2.user, j2.become) == ("127.0.1.2", 22, "root", False)
+    assert j1.groups == ["ungrouped"]
+
+
+@pytest.mark.parametrize(("pattern", "expected"), [
+    ("factory-a", ["line1-cam01", "line1-cam02", "line1-cam03", "line2-qa01"]),
+    ("factory-a:&orin", ["line1-cam01", "line2-qa01"]),
+    ("factory-a:!orin", ["line1-cam02", "line1-cam03"]),
+    ("orin:factory-b-line1", ["line1-cam01", "line2-qa01", "b-line1-1", "b-line1-2"]),
+    ("orin,b-line1-2", ["line1-cam01", "line2-qa01", "b-line1-2"]),
+    ("line1-cam0*", ["line1-cam01", "line1-cam02", "line1-cam03"]),
+    ("~cam0[13]$", ["line1-cam01", "line1-cam03"]),
+    ("all:!factory-a", ["b-line1-1", "b-line1-2"]),
+    ("factory-*:&~qa", ["line2-qa01"]),
+])
+def test_patterns(pattern: str, expected: list[str]) -> None:
+    assert [h.name for h in load_inventory(EXAMPLE / "factory.yml").select(pattern)] == expected
+
+
+def test_group_and_limit_together() -> None:
+    hosts = load_inventory(EXAMPLE / "factory.yml").select("orin", group="factory-a")
+    assert [h.name for h in hosts] == ["line1-cam01", "line2-qa01"]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"pattern": "factry-a"}, r"'factry-a' matches no host or group"),
+    ({"pattern": "factory-a:&factory-b"}, r"--limit factory-a:&factory-b matches no host"),
+    ({"group": "line1-cam01"}, r"no group 'line1-cam01'"),
+    ({"pattern": "~("}, r"bad regex"),
+])
+def test_selection_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        load_inventory(EXAMPLE / "factory.yml").select(**kwargs)
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("bad.yml", "all:\n  hosts:\n    a: {x: [1,\n", r"bad.yml:\d+: YAML error"),
+    ("kids.ini", "[a]\nh1\n[a:children]\nnope\n",
+     r"kids.ini:4: \[a:children\] names group 'nope', which is defined nowhere"),
+    ("cycle.ini", "[a]\n[b]\n[a:children]\nb\n[b:children]\na\n",
+     r"cycle.ini:6: group cycle a -> b -> a"),
+    ("cycle.yml", "a:\n  children:\n    b:\n      children:\n        a:\n",
+     r"cycle.yml:5: group cycle a -> b -> a"),
+    ("dup.ini", "[a]\nh1 ansible_host=10.0.0.1\n[b]\nh1 ansible_host=10.0.0.2\n",
+     r"dup.ini:4: host 'h1' is already defined at .*dup.ini:2 with ansible_host=10.0.0.1"),
+    ("keys.yml", "all:\n  host:\n    h1:\n", r"keys.yml:2: group 'all': unknown key 'host'"),
+    ("sect.ini", "[a:var]\nx=1\n", r"sect.ini:1: unknown section kind 'var'"),
+])
+def test_bad_inventories_name_file_and_line(tmp_path: Path, name: str, text: str,
+                                            message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        load_inventory(write(tmp_path, name, text))
+
+
+def test_missing_inventory_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="FLEETCTL_INVENTORY"):
+        load_inventory(tmp_path / "nope.yml")
+    with pytest.raises(InputError, match="no inventory files here"):
+        load_inventory(tmp_path)
+
+
+def test_host_ranges() -> None:
+    assert expand_hosts("cam[08:10]") == ["cam08", "cam09", "cam10"]
+    assert expand_hosts("r[1:2]-n[1:2]") == ["r1-n1", "r1-n2", "r2-n1", "r2-n2"]
+
+
+def test_redact_masks_secrets_only() -> None:
+    masked = redact({"ansible_become_password": "hunter2", "registry_token": "t",
+                     "ansible_ssh_private_key_file": "/k", "site": "a"})
+    assert masked == {"ansible_become_password": "***", "registry_token": "***",
+                      "ansible_ssh_private_key_file": "/k", "site": "a"}
