@@ -86,18 +86,18 @@ def test_slow_link_delays_and_caps_bandwidth(lab: Lab) -> None:
 
 def test_bad_releases_are_unhealthy_or_crash_loop(lab: Lab) -> None:
     addr = lab.address("jetson-b1")
-    compose = """services:
+    compose = f"""services:
   broken:
     image: 127.0.0.1:5000/dustynv/ollama:0.7.1-r36.4.0-cu126-22.04-broken
     network_mode: host
-    environment: {OLLAMA_HOST: "%(addr)s:11435"}
-    healthcheck: {test: [CMD, wget, -q, -O-, "http://%(addr)s:11435/api/tags"],
-                  interval: 1s, timeout: 1s, retries: 2}
+    environment: {{OLLAMA_HOST: "{addr}:11435"}}
+    healthcheck: {{test: [CMD, wget, -q, -O-, "http://{addr}:11435/api/tags"],
+                  interval: 1s, timeout: 1s, retries: 2}}
   crash:
     image: 127.0.0.1:5000/dustynv/ollama:0.7.2-r36.4.0-cu126-22.04-crash
     network_mode: host
     restart: unless-stopped
-""" % {"addr": addr}
+"""
     lab.ssh("jetson-b1", "mkdir -p /opt/bad && cat > /opt/bad/docker-compose.yml",
             input=compose.encode())
     try:

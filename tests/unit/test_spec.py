@@ -30,7 +30,8 @@ def test_default_fleet_has_two_sites_and_every_generation() -> None:
 
 
 def test_defaults_fill_missing_keys(tmp_path: Path) -> None:
-    spec = load_spec(write(tmp_path, f'hosts:\n  - name: j1\n    nv_tegra_release: "{ORIN_LINE}"\n'))
+    text = f'hosts:\n  - name: j1\n    nv_tegra_release: "{ORIN_LINE}"\n'
+    spec = load_spec(write(tmp_path, text))
     host = spec.hosts[0]
     assert (host.address, host.docker, host.nvidia_runtime, host.compose) == (
         "127.0.1.1", True, True, "v1")
