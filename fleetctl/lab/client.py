@@ -17,6 +17,7 @@ from fleetctl.lab.system import (
     lab_cgroup_names,
     require_binaries,
     require_cgroup_v1,
+    require_free_ports,
     require_root,
     spawn,
 )
@@ -67,12 +68,14 @@ def preflight() -> None:
     require_root()
     require_binaries()
     require_cgroup_v1()
+    require_free_ports()
 
 
 def up(paths: LabPaths, spec: Path, hosts: int | None, on_log: Callable[[str], None]) -> dict:
     """Start the supervisor if needed and bring the lab to ``spec``."""
-    preflight()
+    require_root()
     if not running(paths):
+        preflight()
         if paths.root.exists() or lab_cgroup_names():
             on_log("cleaning up a lab left behind by a supervisor that is gone")
             teardown(paths)

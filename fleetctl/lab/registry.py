@@ -52,12 +52,18 @@ def unpacked(paths: LabPaths, package: str) -> Path:
 
 
 def _download(debs: Path, package: str) -> None:
-    result = subprocess.run(["apt-get", "download", package], cwd=debs, capture_output=True,
-                            timeout=300, check=False)
-    if result.returncode != 0:
-        err = result.stderr.decode(errors="replace").strip().splitlines()
-        raise LabError(f"cannot download the Debian package {package}: "
-                       f"{err[-1] if err else 'apt-get failed'}; run 'apt-get update' first")
+    """``apt-get download`` the package; refresh the package lists once if apt knows none."""
+    for attempt in (1, 2):
+        result = subprocess.run(["apt-get", "download", package], cwd=debs,
+                                capture_output=True, timeout=300, check=False)
+        if result.returncode == 0:
+            return
+        if attempt == 1:
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=300,
+                           check=False)
+    err = result.stderr.decode(errors="replace").strip().splitlines()
+    raise LabError(f"cannot download the Debian package {package}: "
+                   f"{err[-1] if err else 'apt-get failed'}")
 
 
 def start_registry(paths: LabPaths) -> int:

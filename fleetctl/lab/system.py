@@ -121,6 +121,30 @@ def require_cgroup_v1() -> None:
                        f"{CGROUP_ROOT}); boot with systemd.unified_cgroup_hierarchy=0")
 
 
+def require_free_ports(ports: Iterable[int] = (22, 5000)) -> None:
+    """LabError when a process outside the lab listens on every address on a lab port.
+
+    Lab hosts bind 127.0.1.N:22 and the registry 127.0.0.1:5000; a system sshd
+    or registry on 0.0.0.0 would take those ports from them.
+    """
+    taken = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, port = local.rsplit(":", 1)
+            if state == "0A" and int(port, 16) in ports and set(address) == {"0"}:
+                taken.append(int(port, 16))
+    if taken:
+        port = sorted(set(taken))[0]
+        raise LabError(f"a service listens on all addresses on port {port}, which lab hosts need "
+                       f"on 127.0.1.N (see: ss -ltnp 'sport = :{port}'); stop it or bind it to "
+                       "one address")
+
+
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
