@@ -14,13 +14,12 @@ from typing import Any
 
 from fleetctl.errors import InputError
 from fleetctl.jetson import parse_nv_tegra_release, release_line_date
+from fleetctl.sizes import parse_size
 from fleetctl.yamlfile import Located, LocatedList, line_of, load_yaml
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _GROUP = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_SIZE = re.compile(r"^(\d+)([kmg]?)$", re.IGNORECASE)
 _CUDA = re.compile(r"^\d+\.\d+$")
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _MIN_DISK = 16 * 1024**2
 
 HOST_KEYS = {
@@ -89,14 +88,6 @@ def default_address(index: int) -> str:
     """Address of the ``index``-th host (1-based): 127.0.1.1 .. 127.0.1.254, then 127.0.2.1 .."""
     block, offset = divmod(index - 1, 254)
     return f"127.0.{1 + block}.{offset + 1}"
-
-
-def parse_size(text: str) -> int:
-    """Bytes in a size like ``2g``, ``64m`` or ``512k``; ValueError otherwise."""
-    match = _SIZE.match(str(text).strip())
-    if not match:
-        raise ValueError(f"{text!r} is not a size like 64m or 2g")
-    return int(match[1]) * _UNITS[match[2].lower()]
 
 
 class _HostReader:

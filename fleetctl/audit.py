@@ -1,0 +1,134 @@
+"""The fleet audit: a row per host, a summary, and findings from rules. Pure functions.
+
+Rules come from a YAML file (``--rules``) or the defaults::
+
+    min_jetpack: "6.0"            # hosts on an older JetPack are flagged (default: none)
+    require_nvidia_runtime: true  # Jetsons whose Docker lacks the nvidia runtime (default)
+    min_free_disk: 2g             # free space on the Docker root (default 512m)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from fleetctl.errors import InputError
+from fleetctl.probe import ProbeResult
+from fleetctl.sizes import parse_size
+from fleetctl.yamlfile import Located, load_yaml
+
+RULE_KEYS = {"min_jetpack", "require_nvidia_runtime", "min_free_disk"}
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What the audit checks on every host that answered."""
+
+    min_jetpack: str | None = None
+    require_nvidia_runtime: bool = True
+    min_free_disk_mb: int | None = 512
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule a host breaks."""
+
+    host: str
+    rule: str
+    message: str
+
+
+def load_rules(path: Path | None) -> Rules:
+    """Rules from a YAML file (errors name the file and line), or the defaults."""
+    if path is None:
+        return Rules()
+    doc = load_yaml(path) or Located()
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}:1: audit rules are a mapping, e.g. 'min_jetpack: \"6.0\"'")
+    line = doc.line_of if isinstance(doc, Located) else (lambda _k: 1)
+    unknown = sorted(set(doc) - RULE_KEYS, key=str)
+    if unknown:
+        raise InputError(f"{path}:{line(unknown[0])}: unknown rule {unknown[0]!r}; rules: "
+                         f"{', '.join(sorted(RULE_KEYS))}")
+    rules = Rules()
+    min_jetpack = doc.get("min_jetpack", rules.min_jetpack)
+    if min_jetpack is not None:
+        try:
+            Version(str(min_jetpack))
+        except InvalidVersion:
+            raise InputError(f"{path}:{line('min_jetpack')}: min_jetpack: {min_jetpack!r} is "
+                             "not a version like \"6.0\"") from None
+    runtime = doc.get("require_nvidia_runtime", rules.require_nvidia_runtime)
+    if not isinstance(runtime, bool):
+        raise InputError(f"{path}:{line('require_nvidia_runtime')}: require_nvidia_runtime: "
+                         "should be true or false")
+    disk = doc.get("min_free_disk")
+    try:
+        disk_mb = parse_size(disk) // 2**20 if disk is not None else rules.min_free_disk_mb
+    except ValueError as exc:
+        raise InputError(f"{path}:{line('min_free_disk')}: min_free_disk: {exc}") from None
+    return Rules(str(min_jetpack) if min_jetpack is not None else None, runtime, disk_mb)
+
+
+def row(result: ProbeResult) -> dict:
+    """One host as the audit shows it (also its JSON and CSV form)."""
+    host, f = result.host, result.facts
+    base = {"host": host.name, "address": host.address,
+            "status": "ok" if result.ok else "unreachable",
+            "reason": None if result.ok else f"{result.error}: {result.detail}",
+            "probed_at": result.probed_at, "cached": result.cached}
+    if f is None:
+        return base
+    apps = sorted({f"{c.package}:{c.version}" if c.version else c.package
+                   for c in f.containers if c.package and c.state == "running"})
+    return {**base, "platform": f.platform, "l4t": f.l4t, "jetpack": f.jetpack,
+            "cuda": f.cuda, "ubuntu": f.ubuntu, "model": f.model, "module": f.module_short,
+            "part_number": f.part_number, "soc": f.soc, "arch": f.docker_arch or f.machine,
+            "memory_mb": f.memory_total_mb, "disk_free_mb": f.disk_free_mb,
+            "docker": f.docker_version if f.docker else (f.docker_error and "down") or None,
+            "runtime": ("nvidia (default)" if f.default_runtime == "nvidia" else "nvidia")
+            if f.nvidia_runtime else None,
+            "compose": f.compose, "apps": apps}
+
+
+def summary(results: list[ProbeResult]) -> dict:
+    """Counts per JetPack and per module, and the hosts that did not answer."""
+    answered = [r.facts for r in results if r.facts]
+    return {
+        "hosts": len(results),
+        "answered": len(answered),
+        "jetpack": dict(sorted(Counter(f.jetpack or f.platform for f in answered).items())),
+        "module": dict(sorted(Counter(f.module_short or f.platform for f in answered).items())),
+        "unreachable": {r.host.name: f"{r.error}: {r.detail}" for r in results if not r.ok},
+    }
+
+
+def findings(results: list[ProbeResult], rules: Rules) -> list[Finding]:
+    """Every rule every answering host breaks."""
+    found = []
+    for result in results:
+        f, name = result.facts, result.host.name
+        if f is None:
+            continue
+        if rules.min_jetpack and f.is_jetson:
+            current = (f.jetpack or "").split(" ")[0]
+            if not current or Version(current) < Version(rules.min_jetpack):
+                found.append(Finding(name, "min_jetpack", f"JetPack {current or 'unknown'} "
+                                     f"(L4T {f.l4t}) is older than {rules.min_jetpack}"))
+        if rules.require_nvidia_runtime and f.is_jetson:
+            if not f.docker:
+                reason = f.docker_error or "not installed"
+                found.append(Finding(name, "require_nvidia_runtime",
+                                     f"Docker is not running ({reason})"))
+            elif not f.nvidia_runtime:
+                found.append(Finding(name, "require_nvidia_runtime",
+                                     "Docker has no nvidia runtime; install "
+                                     "nvidia-container-toolkit"))
+        if (rules.min_free_disk_mb is not None and f.disk_free_mb is not None
+                and f.disk_free_mb < rules.min_free_disk_mb):
+            found.append(Finding(name, "min_free_disk", f"{f.disk_free_mb} MiB free on "
+                                 f"{f.docker_root}, below {rules.min_free_disk_mb} MiB"))
+    return found

@@ -1,0 +1,223 @@
+"""SSH to hosts: one connection, one channel, host keys verified. The only paramiko user.
+
+:func:`run_script` connects, checks the host key against the known_hosts files,
+authenticates with a key, sends a script to ``sh -s`` and returns its output.
+Every failure becomes an :class:`SSHFailure` with a short reason a person can act
+on: refused, timeout, no route, auth failed, host key unknown or mismatch.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import functools
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+
+from fleetctl.targets import Target
+
+DEFAULT_TIMEOUT = 5.0
+
+# paramiko logs a transport thread's failures with tracebacks; fleetctl reports them itself.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
+
+
+class SSHFailure(Exception):
+    """A host could not be reached or did not let us in; ``reason`` is one short phrase."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class HostKeyPolicy:
+    """How host keys are checked.
+
+    ``strict`` accepts only keys already in a known_hosts file; ``accept-new``
+    also accepts a host that no file knows and records its key in ``record_to``.
+    A key that differs from a known one is refused under every policy.
+    """
+
+    mode: str = "strict"
+    record_to: Path | None = None
+
+
+@dataclass
+class Result:
+    """What a script printed, its exit status, and how long the round trip took."""
+
+    stdout: str
+    stderr: str
+    status: int
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _host_key_name(address: str, port: int) -> str:
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+@functools.lru_cache(maxsize=64)
+def _load_known_hosts(files: tuple[str, ...]) -> paramiko.HostKeys:
+    keys = paramiko.HostKeys()
+    for path in files:
+        # a missing or unreadable file knows no host, as with OpenSSH
+        with contextlib.suppress(OSError, paramiko.SSHException):
+            keys.load(os.path.expanduser(path))
+    return keys
+
+
+@functools.lru_cache(maxsize=32)
+def _load_key(path: str) -> paramiko.PKey:
+    try:
+        return paramiko.PKey.from_path(os.path.expanduser(path))
+    except FileNotFoundError:
+        raise SSHFailure("no key", f"private key {path} does not exist") from None
+    except (paramiko.SSHException, ValueError) as exc:
+        raise SSHFailure("bad key", f"cannot read private key {path}: {exc}") from None
+
+
+def _default_keys() -> list[paramiko.PKey]:
+    keys: list[paramiko.PKey] = []
+    for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
+        path = Path.home() / ".ssh" / name
+        if path.exists():
+            try:
+                keys.append(_load_key(str(path)))
+            except SSHFailure:
+                continue
+    return keys
+
+
+def _connect_socket(target: Target, timeout: float) -> socket.socket:
+    try:
+        sock = socket.create_connection((target.address, target.port), timeout=timeout)
+    except ConnectionRefusedError:
+        raise SSHFailure("refused", f"nothing listens on {target.address}:{target.port}") from None
+    except TimeoutError:
+        raise SSHFailure("timeout", f"no answer from {target.address}:{target.port} "
+                                    f"within {timeout:.0f}s") from None
+    except socket.gaierror as exc:
+        raise SSHFailure("unknown host", f"{target.address}: {exc.strerror}") from None
+    except OSError as exc:
+        if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            raise SSHFailure("no route", f"{target.address}: {exc.strerror}") from None
+        raise SSHFailure("connect failed", f"{target.address}: {exc.strerror}") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _verify_host_key(transport: paramiko.Transport, target: Target,
+                     policy: HostKeyPolicy) -> None:
+    name = _host_key_name(target.address, target.port)
+    offered = transport.get_remote_server_key()
+    known = _load_known_hosts(target.known_hosts).lookup(name)
+    if known is None and policy.record_to:
+        known = _load_known_hosts((str(policy.record_to),)).lookup(name)
+    if known is None:
+        if policy.mode != "accept-new" or policy.record_to is None:
+            raise SSHFailure("host key unknown", f"{name} is in no known_hosts file; add it or "
+                                                 "use --host-key-policy accept-new")
+        _record(policy.record_to, name, offered)
+        return
+    expected = known.get(offered.get_name())
+    if expected is None or expected != offered:
+        fingerprint = base64.b64encode(offered.get_fingerprint()).decode().rstrip("=")
+        raise SSHFailure("host key mismatch",
+                         f"{name} offered {offered.get_name()} key MD5:{fingerprint}, "
+                         "which differs from known_hosts; check the host before trusting it")
+
+
+def _record(path: Path, name: str, key: paramiko.PKey) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+    _load_known_hosts.cache_clear()
+
+
+def run_script(target: Target, script: str, *, policy: HostKeyPolicy = HostKeyPolicy(),
+               timeout: float = DEFAULT_TIMEOUT, command_timeout: float = 60.0,
+               command: str = "sh -s") -> Result:
+    """Run ``script`` on the host through ``command`` (stdin) over a fresh connection."""
+    start = time.monotonic()
+    sock = _connect_socket(target, timeout)
+    transport = paramiko.Transport(sock)
+    transport.banner_timeout = timeout
+    transport.handshake_timeout = timeout
+    transport.auth_timeout = timeout
+    known = _load_known_hosts(target.known_hosts).lookup(
+        _host_key_name(target.address, target.port))
+    if known:  # negotiate the key type we can verify, as OpenSSH does
+        transport.get_security_options().key_types = [
+            t for t in transport.get_security_options().key_types if t in known
+        ] or transport.get_security_options().key_types
+    try:
+        try:
+            transport.start_client(timeout=timeout)
+        except paramiko.SSHException as exc:
+            raise _handshake_failure(target, exc, timeout) from None
+        except EOFError:
+            raise SSHFailure("ssh failed", f"{target.address} closed the connection") from None
+        if not transport.is_active() or transport.host_key is None:
+            raise _handshake_failure(target, transport.get_exception(), timeout)
+        connected = time.monotonic()
+        _verify_host_key(transport, target, policy)
+        _authenticate(transport, target)
+        authed = time.monotonic()
+        try:
+            channel = transport.open_session(timeout=timeout)
+            channel.settimeout(command_timeout)
+            channel.exec_command(command)
+            channel.sendall(script.encode())
+            channel.shutdown_write()
+            stdout = channel.makefile("rb").read()
+            stderr = channel.makefile_stderr("rb").read()
+            status = channel.recv_exit_status()
+        except TimeoutError:
+            raise SSHFailure("timeout", f"{target.address}: no end of output within "
+                                        f"{command_timeout:.0f}s") from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise SSHFailure("ssh failed", f"{target.address}: {exc}") from None
+        end = time.monotonic()
+        return Result(stdout.decode(errors="replace"), stderr.decode(errors="replace"), status,
+                      end - start, {"connect": connected - start, "auth": authed - connected,
+                                    "run": end - authed})
+    finally:
+        transport.close()
+
+
+def _handshake_failure(target: Target, exc: Exception | None, timeout: float) -> SSHFailure:
+    text = str(exc or "")
+    if not text or "banner" in text or "timed out" in text.lower():
+        return SSHFailure("timeout", f"{target.address}: no SSH handshake within "
+                                     f"{timeout:.0f}s (host hung or overloaded?)")
+    return SSHFailure("ssh failed", f"{target.address}: {text}")
+
+
+def _authenticate(transport: paramiko.Transport, target: Target) -> None:
+    keys = [_load_key(target.key_file)] if target.key_file else _default_keys()
+    try:
+        agent_keys = list(paramiko.Agent().get_keys()) if not target.key_file else []
+    except paramiko.SSHException:
+        agent_keys = []
+    for key in [*keys, *agent_keys]:
+        try:
+            transport.auth_publickey(target.user, key)
+        except paramiko.AuthenticationException:
+            continue
+        except paramiko.SSHException as exc:
+            raise SSHFailure("auth failed", f"{target.user}@{target.address}: {exc}") from None
+        if transport.is_authenticated():
+            return
+    raise SSHFailure("auth failed", f"{target.user}@{target.address} accepted none of "
+                                    f"{len(keys) + len(agent_keys)} keys")

@@ -1,0 +1,99 @@
+"""The controller's state database (SQLite, WAL): cached facts, later the rollout journal.
+
+It lives in the state directory: ``--state-dir``, else ``$FLEETCTL_STATE_DIR``,
+else ``~/.local/state/fleetctl``. Each write is its own transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetctl.facts import HostFacts
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS facts (
+    host       TEXT PRIMARY KEY,
+    address    TEXT NOT NULL,
+    probed_at  REAL NOT NULL,
+    facts      TEXT,
+    error      TEXT
+);
+"""
+
+
+def default_state_dir() -> Path:
+    """``$FLEETCTL_STATE_DIR``, else ``~/.local/state/fleetctl``."""
+    return Path(os.environ.get("FLEETCTL_STATE_DIR")
+                or Path.home() / ".local" / "state" / "fleetctl")
+
+
+@dataclass
+class CachedFacts:
+    """The last probe of a host: its facts, or the error that stopped it."""
+
+    host: str
+    address: str
+    probed_at: float
+    facts: HostFacts | None
+    error: str | None
+
+    @property
+    def age(self) -> float:
+        return time.time() - self.probed_at
+
+
+class StateDB:
+    """A connection to the state database; safe to share between threads."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = state_dir / "state.db"
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    @property
+    def known_hosts(self) -> Path:
+        """The known_hosts file fleetctl owns (``accept-new`` records keys there)."""
+        return self.dir / "known_hosts"
+
+    def save_facts(self, host: str, address: str, facts: HostFacts | None,
+                   error: str | None, probed_at: float | None = None) -> None:
+        """Record a probe. A failed probe keeps the last good facts and notes the error."""
+        when = probed_at or time.time()
+        with self._lock:
+            if facts is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?, NULL)",
+                    (host, address, when, json.dumps(facts.to_json())))
+            else:
+                self._db.execute(
+                    "INSERT INTO facts VALUES (?, ?, ?, NULL, ?) ON CONFLICT(host) DO UPDATE "
+                    "SET error = excluded.error", (host, address, when, error))
+
+    def load_facts(self, host: str) -> CachedFacts | None:
+        """The cached probe of ``host``, or None when it was never probed."""
+        with self._lock:
+            row = self._db.execute("SELECT host, address, probed_at, facts, error FROM facts "
+                                   "WHERE host = ?", (host,)).fetchone()
+        if row is None:
+            return None
+        facts = None
+        if row[3]:
+            try:
+                facts = HostFacts.from_json(json.loads(row[3]))
+            except (ValueError, TypeError):
+                facts = None  # written by another fleetctl version: probe again
+        return CachedFacts(row[0], row[1], row[2], facts, row[4])
+
+    def close(self) -> None:
+        self._db.close()

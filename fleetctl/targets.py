@@ -1,0 +1,135 @@
+"""Targets: which hosts a command acts on, and how to reach each of them.
+
+``--group`` and ``--limit`` select from the inventory (see :mod:`fleetctl.inventory`);
+:func:`target_for` turns a host's connection variables into a :class:`Target`;
+``--where`` selectors filter hosts by their probed facts.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from fleetctl.errors import InputError
+from fleetctl.facts import HostFacts
+from fleetctl.inventory import Host
+
+USER_KNOWN_HOSTS = ("~/.ssh/known_hosts",)
+POLICIES = ("strict", "accept-new")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how to connect to one host."""
+
+    name: str
+    address: str
+    port: int = 22
+    user: str = "root"
+    key_file: str | None = None
+    known_hosts: tuple[str, ...] = ()
+
+
+def known_hosts_files(host_vars: dict[str, Any]) -> tuple[str, ...]:
+    """known_hosts files for a host: ``fleetctl_known_hosts``, ``UserKnownHostsFile=`` in
+    ``ansible_ssh_common_args``/``ansible_ssh_extra_args``, then the user's own."""
+    files: list[str] = []
+    own = host_vars.get("fleetctl_known_hosts")
+    if own:
+        files.extend([own] if isinstance(own, str) else list(own))
+    for var in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
+        try:
+            words = shlex.split(str(host_vars.get(var) or ""))
+        except ValueError:
+            continue
+        for word in words:
+            match = re.match(r"(?i)^UserKnownHostsFile=(.+)$", word)
+            if match:
+                files.extend(match.group(1).split())
+    return tuple(dict.fromkeys([*files, *USER_KNOWN_HOSTS]))
+
+
+def target_for(host: Host) -> Target:
+    """The connection target of an inventory host."""
+    return Target(name=host.name, address=host.address, port=host.port, user=host.user,
+                  key_file=host.key_file, known_hosts=known_hosts_files(host.vars))
+
+
+def host_key_policy(host_vars: dict[str, Any], override: str | None) -> str:
+    """``--host-key-policy``, else ``fleetctl_host_key_policy``, else strict."""
+    policy = override or str(host_vars.get("fleetctl_host_key_policy") or "strict")
+    if policy not in POLICIES:
+        raise InputError(f"host key policy {policy!r} should be one of {', '.join(POLICIES)}")
+    return policy
+
+
+# -- --where ------------------------------------------------------------------------------------
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    ">=": operator.ge, "<=": operator.le, "!=": operator.ne, "==": operator.eq,
+    "=": operator.eq, ">": operator.gt, "<": operator.lt,
+}
+_WHERE = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|!=|==|=|>|<)\s*(.+?)\s*$")
+
+#: selector key -> how to read it from facts; version keys compare as versions
+WHERE_KEYS: dict[str, Callable[[HostFacts], Any]] = {
+    "l4t": lambda f: f.l4t, "jetpack": lambda f: (f.jetpack or "").split(" ")[0] or None,
+    "cuda": lambda f: f.cuda, "ubuntu": lambda f: f.ubuntu,
+    "module": lambda f: f.module_short, "part": lambda f: f.part_number, "soc": lambda f: f.soc,
+    "arch": lambda f: f.docker_arch or f.machine, "platform": lambda f: f.platform,
+    "docker": lambda f: f.docker, "compose": lambda f: f.compose,
+    "runtime": lambda f: "nvidia" if f.nvidia_runtime else "none",
+    "memory_mb": lambda f: f.memory_total_mb, "disk_free_mb": lambda f: f.disk_free_mb,
+    "hostname": lambda f: f.hostname,
+}
+VERSION_KEYS = {"l4t", "jetpack", "cuda", "ubuntu", "memory_mb", "disk_free_mb"}
+
+
+@dataclass(frozen=True)
+class Where:
+    """One ``--where KEY OP VALUE`` selector."""
+
+    key: str
+    op: str
+    value: str
+
+    def matches(self, facts: HostFacts) -> bool:
+        """True when the host's fact satisfies the selector (a missing fact never does)."""
+        actual = WHERE_KEYS[self.key](facts)
+        if actual is None:
+            return False
+        if self.key in VERSION_KEYS:
+            try:
+                return _OPS[self.op](Version(str(actual)), Version(self.value.lstrip("rR")))
+            except InvalidVersion:
+                return False
+        if isinstance(actual, bool):
+            return _OPS[self.op](actual, self.value.lower() in ("true", "yes", "1"))
+        return _OPS[self.op](str(actual).lower(), self.value.lower())
+
+
+def parse_where(text: str) -> Where:
+    """Parse ``l4t>=36.4`` or ``module=orin-nano``; InputError naming the known keys."""
+    match = _WHERE.match(text)
+    if not match:
+        raise InputError(f"--where {text!r}: expected KEY OP VALUE, e.g. 'l4t>=36.4' or "
+                         "'module=orin-nano'")
+    key, op, value = match.groups()
+    if key not in WHERE_KEYS:
+        raise InputError(f"--where {text!r}: unknown key {key!r}; keys: "
+                         f"{', '.join(sorted(WHERE_KEYS))}")
+    if key in VERSION_KEYS:
+        try:
+            Version(value.lstrip("rR"))
+        except InvalidVersion:
+            raise InputError(f"--where {text!r}: {value!r} is not a version") from None
+    elif op not in ("=", "==", "!="):
+        raise InputError(f"--where {text!r}: {key} compares with =, == or != only")
+    return Where(key, op, value)
+
