@@ -225,6 +225,9 @@ def parse_nvpmodel(text: str) -> str | None:
 
 
 def _parse_docker(facts: HostFacts, s: dict[str, str]) -> None:
+    df = s.get("docker_df", "").splitlines()
+    if len(df) >= 2 and len(df[-1].split()) >= 4 and df[-1].split()[3].isdigit():
+        facts.disk_free_mb = int(df[-1].split()[3]) // 1024
     raw = s["docker_info"].strip()
     try:
         info = json.loads(raw.splitlines()[-1] if raw else "{}")
@@ -240,9 +243,6 @@ def _parse_docker(facts: HostFacts, s: dict[str, str]) -> None:
     facts.docker_root = info.get("DockerRootDir")
     facts.runtimes = sorted(info.get("Runtimes") or {})
     facts.default_runtime = info.get("DefaultRuntime")
-    df = s.get("docker_df", "").splitlines()
-    if len(df) >= 2 and len(df[-1].split()) >= 4 and df[-1].split()[3].isdigit():
-        facts.disk_free_mb = int(df[-1].split()[3]) // 1024
     facts.images = [LocalImage(repo, None if tag == "<none>" else tag,
                                None if digest == "<none>" else digest, image_id, size)
                     for repo, tag, digest, image_id, size in

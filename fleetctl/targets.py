@@ -49,7 +49,7 @@ def known_hosts_files(host_vars: dict[str, Any]) -> tuple[str, ...]:
         except ValueError:
             continue
         for word in words:
-            match = re.match(r"(?i)^UserKnownHostsFile=(.+)$", word)
+            match = re.match(r"(?i)^(?:-o)?UserKnownHostsFile=(.+)$", word)
             if match:
                 files.extend(match.group(1).split())
     return tuple(dict.fromkeys([*files, *USER_KNOWN_HOSTS]))
@@ -75,7 +75,7 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge, "<=": operator.le, "!=": operator.ne, "==": operator.eq,
     "=": operator.eq, ">": operator.gt, "<": operator.lt,
 }
-_WHERE = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|!=|==|=|>|<)\s*(.+?)\s*$")
+_WHERE = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(>=|<=|!=|==|=|>|<)\s*(.+?)\s*$")
 
 #: selector key -> how to read it from facts; version keys compare as versions
 WHERE_KEYS: dict[str, Callable[[HostFacts], Any]] = {

@@ -1,0 +1,70 @@
+"""Connection targets from inventory variables, and --where selectors on facts."""
+
+from pathlib import Path
+
+import pytest
+
+from fleetctl.errors import InputError
+from fleetctl.facts import parse_probe
+from fleetctl.inventory import Host
+from fleetctl.targets import host_key_policy, known_hosts_files, parse_where, target_for
+
+OUTPUTS = Path(__file__).parent / "probe_outputs"
+AGX = parse_probe((OUTPUTS / "agx-orin-jp61-ubuntu.txt").read_text())
+NANO = parse_probe((OUTPUTS / "nano-jp46-dpkg-only-docker-down.txt").read_text())
+SERVER = parse_probe((OUTPUTS / "lab-x86-server.txt").read_text())
+
+
+def test_target_from_ansible_vars_with_known_hosts_from_ssh_args() -> None:
+    host = Host("j1", {"ansible_host": "127.0.1.1", "ansible_port": 2222,
+                       "ansible_ssh_private_key_file": "/k",
+                       "ansible_ssh_common_args": "-o UserKnownHostsFile=/lab/kh "
+                                                  "-o StrictHostKeyChecking=yes"}, [], "x")
+    target = target_for(host)
+    assert (target.address, target.port, target.key_file) == ("127.0.1.1", 2222, "/k")
+    assert target.known_hosts == ("/lab/kh", "~/.ssh/known_hosts")
+
+
+def test_fleetctl_known_hosts_var_comes_first() -> None:
+    assert known_hosts_files({"fleetctl_known_hosts": "/a", "ansible_ssh_extra_args":
+                              "-oUserKnownHostsFile='/b /c'"}) == (
+        "/a", "/b", "/c", "~/.ssh/known_hosts")
+
+
+def test_host_key_policy_sources() -> None:
+    assert host_key_policy({}, None) == "strict"
+    assert host_key_policy({"fleetctl_host_key_policy": "accept-new"}, None) == "accept-new"
+    assert host_key_policy({"fleetctl_host_key_policy": "accept-new"}, "strict") == "strict"
+    with pytest.raises(InputError, match="should be one of strict, accept-new"):
+        host_key_policy({}, "yolo")
+
+
+@pytest.mark.parametrize(("selector", "agx", "nano", "server"), [
+    ("l4t>=36.4", True, False, False),
+    ("l4t>=r32.7", True, True, False),
+    ("jetpack<6", False, True, False),
+    ("module=orin-nano", False, False, False),
+    ("module=agx-orin", True, False, False),
+    ("arch=arm64", True, False, False),
+    ("arch=x86_64", False, False, True),
+    ("platform=jetson", True, True, False),
+    ("docker=true", True, False, False),
+    ("cuda==12.6", True, False, False),
+    ("memory_mb>=8000", True, False, True),
+    ("runtime=nvidia", True, False, False),
+    ("module!=nano", True, False, False),
+])
+def test_where(selector: str, agx: bool, nano: bool, server: bool) -> None:
+    where = parse_where(selector)
+    assert (where.matches(AGX), where.matches(NANO), where.matches(SERVER)) == (agx, nano, server)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("l4t", "expected KEY OP VALUE"),
+    ("colour=red", "unknown key 'colour'; keys: arch, compose"),
+    ("l4t>=new", "'new' is not a version"),
+    ("module>=nano", "module compares with =, == or != only"),
+])
+def test_bad_where(text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        parse_where(text)
