@@ -98,9 +98,11 @@ def lab_up(
     """
     from fleetctl.lab import client
     from fleetctl.lab.spec import load_spec
+    from fleetctl.yamlfile import read_text
 
-    load_spec(spec, hosts)  # fail on a bad spec before anything starts
-    status = client.up(_lab_paths(), spec, hosts, _progress)
+    text = read_text(spec)
+    load_spec(spec, hosts, text)  # fail on a bad spec before anything starts
+    status = client.up(_lab_paths(), spec, text, hosts, _progress)
     _render_lab_status(status)
     out.print(f"\ninventory:   {status['inventory']}\nclient key:  {status['client_key']}\n"
               f"known_hosts: {status['known_hosts']}\nssh config:  {status['ssh_config']}\n"

@@ -68,16 +68,14 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
 
 
-def load_yaml(path: Path) -> Any:
-    """Load one YAML document from ``path`` with line information.
+def load_yaml(path: Path, text: str | None = None) -> Any:
+    """Load one YAML document from ``path`` (or ``text`` read from it) with line information.
 
     Raises :class:`InputError` naming the file and line for unreadable files
     and YAML syntax errors.
     """
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    if text is None:
+        text = read_text(path)
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
@@ -87,6 +85,14 @@ def load_yaml(path: Path) -> Any:
         raise InputError(f"{path}{line}: YAML error: {problem}; fix the syntax there") from None
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: YAML error: {exc}") from None
+
+
+def read_text(path: Path) -> str:
+    """The file's text; InputError naming the file when it cannot be read."""
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def line_of(container: Any, key: Any) -> int:

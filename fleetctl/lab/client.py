@@ -71,8 +71,9 @@ def preflight() -> None:
     require_free_ports()
 
 
-def up(paths: LabPaths, spec: Path, hosts: int | None, on_log: Callable[[str], None]) -> dict:
-    """Start the supervisor if needed and bring the lab to ``spec``."""
+def up(paths: LabPaths, spec: Path, text: str, hosts: int | None,
+       on_log: Callable[[str], None]) -> dict:
+    """Start the supervisor if needed and bring the lab to ``spec`` (whose content is ``text``)."""
     require_root()
     if not running(paths):
         preflight()
@@ -86,7 +87,7 @@ def up(paths: LabPaths, spec: Path, hosts: int | None, on_log: Callable[[str], N
             if time.monotonic() > deadline:
                 raise LabError(f"the lab supervisor did not start; see {paths.supervisor_log}")
             time.sleep(0.05)
-    return request(paths, "up", on_log, spec=str(spec.resolve()), hosts=hosts)
+    return request(paths, "up", on_log, spec=str(spec), text=text, hosts=hosts)
 
 
 def down(paths: LabPaths, on_log: Callable[[str], None]) -> None:

@@ -181,13 +181,13 @@ class _HostReader:
         )
 
 
-def load_spec(path: Path, hosts: int | None = None) -> LabSpec:
-    """Read and validate a lab spec file.
+def load_spec(path: Path, hosts: int | None = None, text: str | None = None) -> LabSpec:
+    """Read and validate a lab spec file (``text``: its content, already read).
 
     With ``hosts``, keep that many hosts: the first ones of the file, or, when
     the file has fewer, its hosts repeated in order under numbered names.
     """
-    doc = load_yaml(path)
+    doc = load_yaml(path, text)
     if not isinstance(doc, Located):
         raise InputError(f"{path}:1: a lab spec is a mapping with a 'hosts' list")
     extra = sorted(set(doc) - {"hosts"}, key=str)

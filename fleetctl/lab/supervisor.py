@@ -81,7 +81,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def _dispatch(self, lab: Lab, op: str, request: dict, log) -> object:
         if op == "up":
-            spec = load_spec(Path(request["spec"]), request.get("hosts"))
+            spec = load_spec(Path(request["spec"]), request.get("hosts"), request["text"])
             return lab.up(spec, log)
         if op == "fault":
             return lab.fault(request["host"], request["kind"], request.get("params") or {})
