@@ -10,7 +10,8 @@ from fleetctl import __version__
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = [["lab", "up"], ["lab", "status"], ["lab", "down"], ["lab", "fault"],
-            ["lab", "heal"], ["inventory", "list"], ["inventory", "graph"]]
+            ["lab", "heal"], ["inventory", "list"], ["inventory", "graph"], ["audit"],
+            ["facts"]]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
