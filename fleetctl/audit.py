@@ -45,10 +45,12 @@ def load_rules(path: Path | None) -> Rules:
     """Rules from a YAML file (errors name the file and line), or the defaults."""
     if path is None:
         return Rules()
-    doc = load_yaml(path) or Located()
-    if not isinstance(doc, dict):
+    doc = load_yaml(path)
+    if doc is None:
+        return Rules()
+    if not isinstance(doc, Located):
         raise InputError(f"{path}:1: audit rules are a mapping, e.g. 'min_jetpack: \"6.0\"'")
-    line = doc.line_of if isinstance(doc, Located) else (lambda _k: 1)
+    line = doc.line_of
     unknown = sorted(set(doc) - RULE_KEYS, key=str)
     if unknown:
         raise InputError(f"{path}:{line(unknown[0])}: unknown rule {unknown[0]!r}; rules: "

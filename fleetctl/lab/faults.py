@@ -84,7 +84,7 @@ def _slow_link(host: LabHost, params: dict) -> None:
             f"{host.spec.address}:{SSH_PORT}", f"{host.spec.address}:{SSH_INNER_PORT}",
             "--delay-ms", str(delay), "--kbps", str(kbps), "--stats", str(stats)]
     pid = spawn(argv, host.dir / "link.log", cgroup)
-    host._wait(lambda: stats.exists(), "link", 10)
+    host.wait_until(lambda: stats.exists(), "link", 10)
     params.update({"pid": pid, "delay_ms": delay, "kbps": kbps, "stats": str(stats)})
 
 

@@ -216,7 +216,7 @@ class LabHost:
                 "sh", str(init), str(self.dir), self.spec.name, str(self.paths.root), usr_bin,
                 "yes" if self.spec.is_jetson else "no"]
         self.state.anchor = spawn(argv, self.dir / "init.log", self.cgroup)
-        self._wait(lambda: self.inside("/run/fleetlab-ready").exists(), "init", 10)
+        self.wait_until(lambda: self.inside("/run/fleetlab-ready").exists(), "init", 10)
         if self.spec.docker:
             self.start_dockerd()
         self.start_sshd()
@@ -231,7 +231,7 @@ class LabHost:
         argv = self.nsenter("/usr/sbin/sshd", "-D", "-e", "-o",
                             f"ListenAddress={self.spec.address}:{port}")
         self.state.sshd = spawn(argv, self.dir / "sshd.log", self.cgroup)
-        self._wait(lambda: _accepts(self.spec.address, port), "sshd", 10)
+        self.wait_until(lambda: _accepts(self.spec.address, port), "sshd", 10)
 
     def start_dockerd(self) -> None:
         """Start the host's dockerd on its default socket; wait until it answers."""
@@ -245,7 +245,7 @@ class LabHost:
         self.state.dockerd = spawn(self.nsenter("dockerd"), self.dir / "dockerd.log",
                                    self.cgroup)
         sock = str(self.inside("/run/docker.sock"))
-        self._wait(lambda: _docker_ping(sock), "dockerd", 60)
+        self.wait_until(lambda: _docker_ping(sock), "dockerd", 60)
 
     def stop_dockerd(self) -> None:
         """Stop dockerd gracefully (its containers stop with it, as without live-restore)."""
@@ -264,7 +264,9 @@ class LabHost:
         umount(self.disk)
         run(["rm", "-rf", "--one-file-system", str(self.dir)])
 
-    def _wait(self, ready, what: str, timeout: float) -> None:
+    def wait_until(self, ready, what: str, timeout: float) -> None:
+        """Poll ``ready`` until true; LabError with the last line of ``<what>.log`` after
+        ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while not ready():
             if time.monotonic() > deadline:

@@ -7,7 +7,6 @@ docker-registry would start a system service listening on every address.
 
 from __future__ import annotations
 
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -54,13 +53,11 @@ def unpacked(paths: LabPaths, package: str) -> Path:
 def _download(debs: Path, package: str) -> None:
     """``apt-get download`` the package; refresh the package lists once if apt knows none."""
     for attempt in (1, 2):
-        result = subprocess.run(["apt-get", "download", package], cwd=debs,
-                                capture_output=True, timeout=300, check=False)
+        result = run(["apt-get", "download", package], cwd=debs, timeout=300, check=False)
         if result.returncode == 0:
             return
         if attempt == 1:
-            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=300,
-                           check=False)
+            run(["apt-get", "update", "-qq"], timeout=300, check=False)
     err = result.stderr.decode(errors="replace").strip().splitlines()
     raise LabError(f"cannot download the Debian package {package}: "
                    f"{err[-1] if err else 'apt-get failed'}")

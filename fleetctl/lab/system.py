@@ -149,11 +149,11 @@ _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def run(argv: Sequence[str], *, input: bytes | None = None, check: bool = True,
-        timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+        timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run a short helper command; LabError with its stderr when it fails."""
     try:
         result = subprocess.run(list(argv), input=input, capture_output=True, timeout=timeout,
-                                env={**os.environ, "PATH": _PATH}, check=False)
+                                env={**os.environ, "PATH": _PATH}, check=False, cwd=cwd)
     except FileNotFoundError:
         raise LabError(f"{argv[0]}: not found; install the lab's Debian packages") from None
     except subprocess.TimeoutExpired:
