@@ -1,4 +1,4 @@
-"""The controller's state database (SQLite, WAL): cached facts, later the rollout journal.
+"""The controller's state database (SQLite, WAL): cached facts and registry answers.
 
 It lives in the state directory: ``--state-dir``, else ``$FLEETCTL_STATE_DIR``,
 else ``~/.local/state/fleetctl``. Each write is its own transaction.
@@ -23,6 +23,11 @@ CREATE TABLE IF NOT EXISTS facts (
     probed_at  REAL NOT NULL,
     facts      TEXT,
     error      TEXT
+);
+CREATE TABLE IF NOT EXISTS registry_cache (
+    key        TEXT PRIMARY KEY,
+    fetched_at REAL NOT NULL,
+    body       TEXT NOT NULL
 );
 """
 
@@ -94,6 +99,22 @@ class StateDB:
             except (ValueError, TypeError):
                 facts = None  # written by another fleetctl version: probe again
         return CachedFacts(row[0], row[1], row[2], facts, row[4])
+
+    def cache_get(self, key: str, max_age: float | None) -> tuple[str, float] | None:
+        """A cached registry answer and when it was fetched; None when absent or older
+        than ``max_age`` seconds (None: never too old, for content-addressed answers)."""
+        with self._lock:
+            row = self._db.execute("SELECT body, fetched_at FROM registry_cache WHERE key = ?",
+                                   (key,)).fetchone()
+        if row is None or (max_age is not None and time.time() - row[1] > max_age):
+            return None
+        return row[0], row[1]
+
+    def cache_put(self, key: str, body: str) -> None:
+        """Remember a registry answer."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO registry_cache VALUES (?, ?, ?)",
+                             (key, time.time(), body))
 
     def close(self) -> None:
         self._db.close()

@@ -25,20 +25,29 @@ import yaml
 from fleetctl.errors import LabError
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 CONFIG_V1 = "application/vnd.docker.container.image.v1+json"
 LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 CREATED = "2025-01-01T00:00:00Z"
 APPLETS = ("sh", "ash", "cat", "echo", "printf", "sleep", "wget", "httpd", "mkdir", "date",
            "env", "ls", "ps", "kill", "true", "false", "grep", "sed", "nc", "id", "hostname")
 
-#: app -> (entrypoint script, image config)
+PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+#: app -> (script, image config); the script is installed at ``Entry``. Like the
+#: upstream images, they have a CMD and no ENTRYPOINT.
 APPS = {
     "ollama": ("fake-ollama.sh", {
-        "Entrypoint": ["/usr/bin/ollama"], "Cmd": ["serve"],
-        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "OLLAMA_HOST=0.0.0.0:11434"],
+        "Cmd": ["/usr/bin/ollama", "serve"],
+        "Env": [PATH, "OLLAMA_HOST=0.0.0.0:11434"],
         "ExposedPorts": {"11434/tcp": {}},
         "Entry": "/usr/bin/ollama",
+    }),
+    "open-webui": ("fake-webui.sh", {
+        "Cmd": ["/app/backend/start.sh"],
+        "Env": [PATH, "PORT=8080"],
+        "ExposedPorts": {"8080/tcp": {}},
+        "Entry": "/app/backend/start.sh",
     }),
 }
 
@@ -52,11 +61,14 @@ class LabImage:
     app: str
     version: str
     mode: str = "ok"
-    arch: str = ""
+    platforms: tuple[str, ...] = ("native",)
 
     @property
-    def platform_arch(self) -> str:
-        return self.arch or machine_arch()
+    def arches(self) -> list[str]:
+        """Docker architectures of the tag (``native``: this machine's); several make a
+        manifest list. Anything but the machine's own is metadata only."""
+        return list(dict.fromkeys(machine_arch() if p == "native" else p
+                                  for p in self.platforms))
 
 
 def machine_arch() -> str:
@@ -68,7 +80,8 @@ def machine_arch() -> str:
 def load_images() -> list[LabImage]:
     """The lab's image list (``apps.yml``)."""
     raw = yaml.safe_load((resources.files("fleetctl.lab") / "apps.yml").read_text())
-    return [LabImage(**{k: str(v) for k, v in entry.items()}) for entry in raw["images"]]
+    return [LabImage(**{k: tuple(map(str, v)) if isinstance(v, list) else str(v)
+                        for k, v in entry.items()}) for entry in raw["images"]]
 
 
 def _digest(data: bytes) -> str:
@@ -93,7 +106,7 @@ def build_layer(app: str, busybox: Path) -> tuple[bytes, str]:
                 info.size, info.mode = len(data), mode
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
 
-        for d in ("bin", "etc", "tmp", "usr", "usr/bin", "www"):
+        for d in ("app", "app/backend", "bin", "etc", "tmp", "usr", "usr/bin", "www"):
             add(d)
         add("bin/busybox", data=busybox.read_bytes(), mode=0o755)
         for applet in APPLETS:
@@ -109,14 +122,14 @@ def build_layer(app: str, busybox: Path) -> tuple[bytes, str]:
     return gz.getvalue(), _digest(tar_bytes)
 
 
-def image_config(image: LabImage, diff_id: str) -> bytes:
-    """The image config JSON: platform, entrypoint, env, labels."""
+def image_config(image: LabImage, diff_id: str, arch: str) -> bytes:
+    """The image config JSON: platform, command, env, labels."""
     _, app = APPS[image.app]
     env = [*app["Env"], f"FLEETLAB_VERSION={image.version}", f"FLEETLAB_MODE={image.mode}"]
     config = {
-        "architecture": image.platform_arch, "os": "linux", "created": CREATED,
+        "architecture": arch, "os": "linux", "created": CREATED,
         "config": {
-            "Entrypoint": app["Entrypoint"], "Cmd": app["Cmd"], "Env": env,
+            "Cmd": app["Cmd"], "Env": env,
             "ExposedPorts": app["ExposedPorts"],
             "Labels": {"org.opencontainers.image.version": image.version,
                        "fleetlab.mode": image.mode},
@@ -159,27 +172,44 @@ class RegistryPusher:
                       {"Content-Type": "application/octet-stream"})
         return digest
 
-    def push_manifest(self, repo: str, tag: str, manifest: bytes) -> str:
-        self._request("PUT", f"{self.base}/v2/{repo}/manifests/{tag}", manifest,
-                      {"Content-Type": MANIFEST_V2})
+    def push_manifest(self, repo: str, ref: str, manifest: bytes,
+                      media_type: str = MANIFEST_V2) -> str:
+        self._request("PUT", f"{self.base}/v2/{repo}/manifests/{ref}", manifest,
+                      {"Content-Type": media_type})
         return _digest(manifest)
 
 
 def push_images(registry_url: str, busybox: Path, images: list[LabImage]) -> dict[str, str]:
-    """Push every image; return ``repo:tag -> manifest digest``."""
+    """Push every image (a manifest list where it has several platforms); return
+    ``repo:tag -> digest`` of what the tag points at."""
     pusher = RegistryPusher(registry_url)
     layers = {app: build_layer(app, busybox) for app in {i.app for i in images}}
     digests = {}
     for image in images:
         layer, diff_id = layers[image.app]
-        config = image_config(image, diff_id)
         pusher.push_blob(image.repo, layer)
-        pusher.push_blob(image.repo, config)
-        manifest = json.dumps({
-            "schemaVersion": 2, "mediaType": MANIFEST_V2,
-            "config": {"mediaType": CONFIG_V1, "size": len(config), "digest": _digest(config)},
-            "layers": [{"mediaType": LAYER_GZIP, "size": len(layer), "digest": _digest(layer)}],
-        }, indent=3).encode()
-        digests[f"{image.repo}:{image.tag}"] = pusher.push_manifest(image.repo, image.tag,
-                                                                    manifest)
+        entries = []
+        for arch in image.arches:
+            config = image_config(image, diff_id, arch)
+            pusher.push_blob(image.repo, config)
+            manifest = json.dumps({
+                "schemaVersion": 2, "mediaType": MANIFEST_V2,
+                "config": {"mediaType": CONFIG_V1, "size": len(config),
+                           "digest": _digest(config)},
+                "layers": [{"mediaType": LAYER_GZIP, "size": len(layer),
+                            "digest": _digest(layer)}],
+            }, indent=3).encode()
+            if len(image.arches) == 1:
+                digests[f"{image.repo}:{image.tag}"] = pusher.push_manifest(
+                    image.repo, image.tag, manifest)
+                break
+            entries.append({"mediaType": MANIFEST_V2, "size": len(manifest),
+                            "digest": pusher.push_manifest(image.repo, _digest(manifest),
+                                                           manifest),
+                            "platform": {"architecture": arch, "os": "linux"}})
+        else:
+            index = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST_LIST,
+                                "manifests": entries}, indent=3).encode()
+            digests[f"{image.repo}:{image.tag}"] = pusher.push_manifest(
+                image.repo, image.tag, index, MANIFEST_LIST)
     return digests

@@ -193,8 +193,12 @@ def write_inventory(paths: LabPaths, hosts: list[HostSpec]) -> Path:
             "ansible_ssh_common_args": f"-o UserKnownHostsFile={paths.known_hosts} "
                                        "-o StrictHostKeyChecking=yes",
             "fleetctl_known_hosts": str(paths.known_hosts),
+            "fleetctl_registry_mirror": REGISTRY_ADDR,
         },
-        "hosts": {h.name: {"ansible_host": h.address, **h.vars} for h in hosts},
+        # Hosts share one network namespace, so each binds its services to its own
+        # address; images come from the lab registry, standing in for every registry.
+        "hosts": {h.name: {"ansible_host": h.address, "fleetctl_service_address": h.address,
+                           **h.vars} for h in hosts},
         "children": groups,
     }}
     header = "# Written by `fleetctl lab up`; removed by `fleetctl lab down`.\n"

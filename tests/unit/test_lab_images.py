@@ -12,12 +12,12 @@ def test_layers_and_configs_are_byte_for_byte_reproducible(tmp_path: Path) -> No
     first, second = build_layer("ollama", busybox), build_layer("ollama", busybox)
     assert first == second
     image = LabImage("dustynv/ollama", "0.6.8-r36.4.0-cu126-22.04", "ollama", "0.6.8")
-    assert image_config(image, first[1]) == image_config(image, second[1])
+    assert image_config(image, first[1], "amd64") == image_config(image, second[1], "amd64")
 
 
 def test_config_records_platform_version_and_mode() -> None:
-    image = LabImage("dustynv/ollama", "x", "ollama", "0.7.1", mode="broken", arch="arm64")
-    config = json.loads(image_config(image, "sha256:" + "0" * 64))
+    image = LabImage("dustynv/ollama", "x", "ollama", "0.7.1", mode="broken")
+    config = json.loads(image_config(image, "sha256:" + "0" * 64, "arm64"))
     assert (config["architecture"], config["os"]) == ("arm64", "linux")
     assert "FLEETLAB_MODE=broken" in config["config"]["Env"]
     assert config["config"]["Labels"]["org.opencontainers.image.version"] == "0.7.1"
@@ -28,5 +28,6 @@ def test_image_list_has_jetson_containers_tags_and_bad_releases() -> None:
     assert {"0.6.8-r36.4.0-cu126-22.04", "r35.4.1",
             "0.23.0-r36.4.tegra-aarch64-cu126-22.04"} <= set(images)
     assert {i.mode for i in images.values()} == {"ok", "broken", "crash"}
-    assert images["0.23.0-r36.4.tegra-aarch64-cu126-22.04"].platform_arch == "arm64"
-    assert images["0.6.8-r36.4.0-cu126-22.04"].platform_arch == machine_arch()
+    assert images["0.23.0-r36.4.tegra-aarch64-cu126-22.04"].arches == ["arm64"]
+    assert images["0.6.8-r36.4.0-cu126-22.04"].arches == [machine_arch()]
+    assert images["0.6.9"].arches == [machine_arch(), "arm64"]  # a manifest list

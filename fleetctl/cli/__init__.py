@@ -1,0 +1,26 @@
+"""The ``fleetctl`` command line: parse arguments, call the core, render the result.
+
+One module per group of commands; importing them registers them on :data:`app`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from fleetctl.cli import fleet, inventory, lab, plan  # noqa: F401  (registers the commands)
+from fleetctl.cli.common import app, err
+from fleetctl.errors import FleetError
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Console entry point: run the app, turning FleetError into one line and an exit code."""
+    try:
+        app()
+    except FleetError as exc:
+        err.print(f"fleetctl: error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("fleetctl: interrupted")
+        sys.exit(130)

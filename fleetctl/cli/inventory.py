@@ -1,0 +1,67 @@
+"""``fleetctl inventory``: read Ansible inventories, list hosts, show the group tree."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from fleetctl.cli.common import GroupOpt, InventoryOpt, JsonOpt, LimitOpt, app, out
+
+inventory_app = typer.Typer(
+    help="Read Ansible inventories (YAML or INI, group_vars/, host_vars/).\n\n"
+         "Example: fleetctl inventory list -i inventories/example --group factory-a",
+    no_args_is_help=True,
+)
+app.add_typer(inventory_app, name="inventory")
+
+
+@inventory_app.command("list")
+def inventory_list(inventory: InventoryOpt = None, group: GroupOpt = None,
+                   limit: LimitOpt = None, as_json: JsonOpt = False) -> None:
+    """List the selected hosts with address, user and groups.
+
+    Example: fleetctl inventory list -i inventories/example --limit 'factory-a:&orin'
+    """
+    from fleetctl.inventory import load_inventory, redact
+
+    hosts = load_inventory(inventory).select(limit, group)
+    if as_json:
+        print(json.dumps({h.name: {"address": h.address, "port": h.port, "user": h.user,
+                                   "groups": h.groups, "vars": redact(h.vars)}
+                          for h in hosts}, indent=2, default=str))
+        return
+    table = Table(title=f"{len(hosts)} hosts")
+    for column in ("host", "address", "port", "user", "groups"):
+        table.add_column(column)
+    for h in hosts:
+        table.add_row(h.name, h.address, str(h.port), h.user, ",".join(h.groups))
+    out.print(table)
+
+
+@inventory_app.command("graph")
+def inventory_graph(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
+    """Show the group tree, as ansible-inventory --graph does.
+
+    Example: fleetctl inventory graph -i inventories/example
+    """
+    from fleetctl.inventory import load_inventory
+
+    inv = load_inventory(inventory)
+    if as_json:
+        print(json.dumps({name: {"children": g.children, "hosts": g.hosts}
+                          for name, g in inv.groups.items()}, indent=2))
+        return
+
+    def walk(name: str, indent: str) -> None:
+        group = inv.groups[name]
+        for child in sorted(group.children):
+            print(f"{indent}  |--@{child}:")
+            walk(child, indent + "  |")
+        for host in group.hosts:
+            print(f"{indent}  |--{host}")
+
+    print("@all:")
+    walk("all", "")
+

@@ -1,0 +1,282 @@
+"""A Docker Registry HTTP API v2 client: tags, manifests and manifest lists, with
+each platform's digest and size.
+
+Authentication follows what registries ask for in ``WWW-Authenticate``: the
+anonymous (or credentialed) bearer-token flow Docker Hub and ghcr.io use, or
+basic auth. Credentials come from the Docker config (``~/.docker/config.json``)
+through the Docker SDK, never from fleetctl's own files, and are never logged.
+Answers are cached in the state database: tag lists and tag manifests for a TTL,
+content-addressed manifests and configs for good.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import docker.auth
+import docker.utils
+import requests
+
+from fleetctl.errors import FleetError
+from fleetctl.state import StateDB
+
+MANIFEST_TYPES = ", ".join([
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+])
+INDEX_TYPES = {"application/vnd.oci.image.index.v1+json",
+               "application/vnd.docker.distribution.manifest.list.v2+json"}
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+
+
+class RegistryError(FleetError):
+    """The registry could not be reached or refused an answer."""
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """``[registry/]repository[:tag][@digest]``, with Docker's defaults applied."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def name(self) -> str:
+        """``registry/repository`` as ``docker pull`` wants it (Docker Hub left implicit)."""
+        return self.repository if self.registry == DOCKER_HUB else \
+            f"{self.registry}/{self.repository}"
+
+    def pinned(self, digest: str) -> str:
+        """``name@digest``: the reference a deploy pulls and runs."""
+        return f"{self.name}@{digest}"
+
+    def __str__(self) -> str:
+        return self.name + (f":{self.tag}" if self.tag else "") + \
+            (f"@{self.digest}" if self.digest else "")
+
+
+def parse_reference(text: str) -> ImageRef:
+    """Read an image reference the way Docker does (``ubuntu`` is ``docker.io/library/ubuntu``)."""
+    name, after = docker.utils.parse_repository_tag(text)
+    registry, repository = docker.auth.resolve_repository_name(name)
+    if registry == DOCKER_HUB and "/" not in repository:
+        repository = f"library/{repository}"
+    if after and after.startswith("sha256:"):
+        return ImageRef(registry, repository, None, after)
+    return ImageRef(registry, repository, after)
+
+
+def with_registry(ref: ImageRef, registry: str | None) -> ImageRef:
+    """The same repository served by ``registry`` (a site's mirror), when one is set."""
+    if not registry:
+        return ref
+    return ImageRef(registry, ref.repository, ref.tag, ref.digest)
+
+
+@dataclass(frozen=True)
+class PlatformImage:
+    """One platform's image behind a tag: what a host would pull and run."""
+
+    tag: str
+    digest: str
+    arch: str
+    os: str
+    size: int
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 else host.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class RegistryClient:
+    """One registry endpoint. Thread-safe; share one per endpoint."""
+
+    def __init__(self, registry: str, db: StateDB | None = None, *, ttl: float = 300.0,
+                 timeout: float = 10.0) -> None:
+        self.registry = registry
+        host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
+        # Docker talks plain HTTP to registries on loopback; so do we.
+        self.base = f"{'http' if _is_loopback(host) else 'https'}://{host}"
+        self.db = db
+        self.ttl = ttl
+        self.timeout = timeout
+        self.requests = 0
+        self._session = requests.Session()
+        self._tokens: dict[str, str] = {}
+        self._lock = threading.Lock()
+        auth = docker.auth.resolve_authconfig(docker.auth.load_config(), registry) or {}
+        self._credentials = ((auth["username"], auth["password"])
+                             if auth.get("username") and auth.get("password") else None)
+
+    def _get(self, path: str, repository: str, accept: str | None = None) -> requests.Response:
+        url = f"{self.base}/v2/{path}"
+        headers = {"Accept": accept} if accept else {}
+        scope = f"repository:{repository}:pull"
+        for attempt in range(2):
+            if scope in self._tokens:
+                headers["Authorization"] = f"Bearer {self._tokens[scope]}"
+            try:
+                with self._lock:
+                    self.requests += 1
+                response = self._session.get(url, headers=headers, timeout=self.timeout,
+                                             auth=None if "Authorization" in headers else
+                                             self._credentials)
+            except requests.RequestException as exc:
+                raise RegistryError(f"registry {self.registry}: {type(exc).__name__}: "
+                                    f"{_short(exc)}; check the address and the mirror "
+                                    f"setting") from None
+            if response.status_code == 401 and attempt == 0:
+                self._authenticate(response.headers.get("WWW-Authenticate", ""), scope)
+                continue
+            return response
+        return response
+
+    def _authenticate(self, challenge: str, scope: str) -> None:
+        scheme, _, params = challenge.partition(" ")
+        if scheme.lower() == "basic":
+            if not self._credentials:
+                raise RegistryError(f"registry {self.registry} wants a login; run "
+                                    f"'docker login {self.registry}' on the controller")
+            return
+        if scheme.lower() != "bearer":
+            raise RegistryError(f"registry {self.registry}: unsupported authentication "
+                                f"{scheme or 'challenge'!r}")
+        fields = dict(_CHALLENGE.findall(params))
+        query = {"service": fields.get("service", ""), "scope": fields.get("scope", scope)}
+        try:
+            answer = self._session.get(fields["realm"], params=query, timeout=self.timeout,
+                                       auth=self._credentials)
+        except (KeyError, requests.RequestException) as exc:
+            raise RegistryError(f"registry {self.registry}: token request failed: "
+                                f"{_short(exc)}") from None
+        if answer.status_code != 200:
+            raise RegistryError(f"registry {self.registry}: token refused (HTTP "
+                                f"{answer.status_code}); check 'docker login'")
+        body = answer.json()
+        self._tokens[scope] = body.get("token") or body.get("access_token", "")
+
+    def _cached(self, key: str, max_age: float | None) -> str | None:
+        if self.db is None:
+            return None
+        hit = self.db.cache_get(f"{self.registry} {key}", max_age)
+        return hit[0] if hit else None
+
+    def _remember(self, key: str, body: str) -> None:
+        if self.db is not None:
+            self.db.cache_put(f"{self.registry} {key}", body)
+
+    def tags(self, repository: str) -> list[str]:
+        """Every tag of ``repository`` (following pagination); [] when it does not exist."""
+        key = f"tags {repository}"
+        cached = self._cached(key, self.ttl)
+        if cached is not None:
+            return json.loads(cached)
+        tags: list[str] = []
+        path = f"{repository}/tags/list?n=1000"
+        while path:
+            response = self._get(path, repository)
+            if response.status_code == 404:
+                break
+            self._check(response, f"tags of {repository}")
+            tags.extend(response.json().get("tags") or [])
+            link = response.links.get("next", {}).get("url", "")
+            path = link.split("/v2/", 1)[1] if "/v2/" in link else ""
+        self._remember(key, json.dumps(tags))
+        return tags
+
+    def manifest(self, repository: str, reference: str) -> tuple[str, dict]:
+        """The manifest (or manifest list) for a tag or digest, and its digest."""
+        by_digest = reference.startswith("sha256:")
+        key = f"manifest {repository}@{reference}"
+        cached = self._cached(key, None if by_digest else self.ttl)
+        if cached is not None:
+            entry = json.loads(cached)
+            return entry["digest"], entry["manifest"]
+        response = self._get(f"{repository}/manifests/{reference}", repository, MANIFEST_TYPES)
+        self._check(response, f"manifest {repository}:{reference}")
+        digest = response.headers.get("Docker-Content-Digest") or (
+            "sha256:" + hashlib.sha256(response.content).hexdigest())
+        manifest = response.json()
+        self._remember(key, json.dumps({"digest": digest, "manifest": manifest}))
+        if not by_digest:
+            self._remember(f"manifest {repository}@{digest}",
+                           json.dumps({"digest": digest, "manifest": manifest}))
+        return digest, manifest
+
+    def config(self, repository: str, digest: str) -> dict:
+        """An image config blob (content-addressed, cached for good)."""
+        key = f"blob {repository}@{digest}"
+        cached = self._cached(key, None)
+        if cached is not None:
+            return json.loads(cached)
+        response = self._get(f"{repository}/blobs/{digest}", repository)
+        self._check(response, f"config {repository}@{digest}")
+        self._remember(key, response.text)
+        return response.json()
+
+    def images(self, repository: str, tag: str) -> list[PlatformImage]:
+        """The platform images behind ``tag``: one for a plain manifest, one per entry
+        of a manifest list (attestation entries skipped)."""
+        digest, manifest = self.manifest(repository, tag)
+        if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
+            result = []
+            for entry in manifest.get("manifests", []):
+                platform = entry.get("platform") or {}
+                arch = platform.get("architecture", "unknown")
+                if arch == "unknown":
+                    continue
+                _, child = self.manifest(repository, entry["digest"])
+                result.append(PlatformImage(tag, entry["digest"], arch,
+                                            platform.get("os", "linux"), _size(child)))
+            return result
+        config = self.config(repository, manifest["config"]["digest"])
+        return [PlatformImage(tag, digest, config.get("architecture", "unknown"),
+                              config.get("os", "linux"), _size(manifest))]
+
+    def images_of(self, repository: str, tags: list[str],
+                  workers: int = 8) -> list[PlatformImage]:
+        """``images`` for many tags at once (tags that vanished meanwhile are skipped)."""
+        def one(tag: str) -> list[PlatformImage]:
+            try:
+                return self.images(repository, tag)
+            except RegistryError as exc:
+                if "HTTP 404" in str(exc):
+                    return []
+                raise
+
+        with ThreadPoolExecutor(max(1, min(workers, len(tags)))) as pool:
+            return [image for images in pool.map(one, tags) for image in images]
+
+    def _check(self, response: requests.Response, what: str) -> None:
+        if response.status_code != 200:
+            raise RegistryError(f"registry {self.registry}: {what}: HTTP "
+                                f"{response.status_code}")
+
+
+def _size(manifest: dict) -> int:
+    """Bytes a pull transfers: the config and every layer, compressed."""
+    return manifest.get("config", {}).get("size", 0) + sum(
+        layer.get("size", 0) for layer in manifest.get("layers", []))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) < 160 else text[:157] + "..."
