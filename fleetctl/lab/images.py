@@ -132,7 +132,7 @@ def image_config(image: LabImage, diff_id: str, arch: str) -> bytes:
             "Cmd": app["Cmd"], "Env": env,
             "ExposedPorts": app["ExposedPorts"],
             "Labels": {"org.opencontainers.image.version": image.version,
-                       "fleetlab.mode": image.mode},
+                       "fleetlab.mode": image.mode, "fleetlab.tag": image.tag},
         },
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": CREATED, "created_by": "fleetctl lab"}],
