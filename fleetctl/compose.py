@@ -93,3 +93,11 @@ def render_compose(ctx: RenderContext) -> str:
                        LABEL_RELEASE: ctx.release})
     header = f"# {ctx.package.name} {ctx.version} release {ctx.release} for {ctx.host}\n"
     return header + yaml.safe_dump(doc, sort_keys=False)
+
+
+def render_text(ctx: RenderContext, text: str) -> str:
+    """A package string with template values in it (e.g. the health URL)."""
+    try:
+        return _ENV.from_string(text).render(ctx.as_dict())
+    except jinja2.TemplateError as exc:
+        raise InputError(f"{ctx.package.path / 'package.yml'}: {text!r}: {exc}") from None

@@ -75,6 +75,8 @@ class PlanEntry:
     checks: list[Check] = field(default_factory=list)
     rejected: list[dict[str, str | None]] = field(default_factory=list)
     facts_at: float = 0.0
+    l4t: str | None = None             # the host's class, for picking canaries
+    module: str | None = None
 
     @property
     def blocked(self) -> bool:
@@ -193,7 +195,7 @@ def plan_host(host: str, facts: HostFacts, package: Package, requested: str | No
     """
     running = current_container(facts, package)
     entry = PlanEntry(host=host, package=package.name, action="blocked", reason="",
-                      facts_at=facts_at)
+                      facts_at=facts_at, l4t=facts.l4t, module=facts.module_short)
     if running:
         entry.current, entry.current_digest = running.image, running.digest
         entry.current_version, entry.current_release = running.version, running.release

@@ -1,7 +1,8 @@
 """SSH to hosts: one connection, one channel, host keys verified. The only paramiko user.
 
-:func:`run_script` connects, checks the host key against the known_hosts files,
-authenticates with a key, sends a script to ``sh -s`` and returns its output.
+:func:`connect` opens a :class:`Connection`: it checks the host key against the
+known_hosts files and authenticates with a key; :meth:`Connection.run` sends a
+script to ``sh -s`` and returns its output; :func:`run_script` does both once.
 Every failure becomes an :class:`SSHFailure` with a short reason a person can act
 on: refused, timeout, no route, auth failed, host key unknown or mismatch.
 """
@@ -16,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
@@ -60,7 +61,6 @@ class Result:
     stderr: str
     status: int
     seconds: float = 0.0
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _host_key_name(address: str, port: int) -> str:
@@ -145,10 +145,86 @@ def _record(path: Path, name: str, key: paramiko.PKey) -> None:
     _load_known_hosts.cache_clear()
 
 
-def run_script(target: Target, script: str, *, policy: HostKeyPolicy = HostKeyPolicy(),
-               timeout: float = DEFAULT_TIMEOUT, command_timeout: float = 60.0,
-               command: str = "sh -s") -> Result:
-    """Run ``script`` on the host through ``command`` (stdin) over a fresh connection."""
+class Connection:
+    """An open, verified, authenticated SSH connection to one host.
+
+    A rollout runs several short scripts on a host; they share this connection
+    instead of paying a handshake each. HTTP health checks go through it too
+    (a ``direct-tcpip`` channel), so they see the service as the host does.
+    """
+
+    def __init__(self, target: Target, transport: paramiko.Transport, timeout: float,
+                 connected_at: float) -> None:
+        self.target = target
+        self.transport = transport
+        self.timeout = timeout
+        self.connected_at = connected_at
+
+    def run(self, script: str, *, command: str = "sh -s",
+            command_timeout: float = 60.0) -> Result:
+        """Run ``script`` through ``command`` (on stdin); SSHFailure if the link fails."""
+        start = time.monotonic()
+        address = self.target.address
+        try:
+            channel = self.transport.open_session(timeout=self.timeout)
+            channel.settimeout(command_timeout)
+            channel.exec_command(command)
+            channel.sendall(script.encode())
+            channel.shutdown_write()
+            stdout = channel.makefile("rb").read()
+            stderr = channel.makefile_stderr("rb").read()
+            status = channel.recv_exit_status()
+        except TimeoutError:
+            raise SSHFailure("timeout", f"{address}: no end of output within "
+                                        f"{command_timeout:.0f}s") from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise SSHFailure("ssh failed", f"{address}: {exc or type(exc).__name__}") from None
+        return Result(stdout.decode(errors="replace"), stderr.decode(errors="replace"), status,
+                      time.monotonic() - start)
+
+    def http_get(self, host: str, port: int, path: str, timeout: float = 5.0) -> tuple[int, str]:
+        """GET ``http://host:port/path`` as seen from the host: (status, body start).
+
+        Status 0 means no answer (refused, reset or timed out), with the reason as body.
+        """
+        try:
+            channel = self.transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0),
+                                                  timeout=timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            return 0, f"no connection to {host}:{port} ({exc or type(exc).__name__})"
+        try:
+            channel.settimeout(timeout)
+            channel.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n"
+                            f"Connection: close\r\n\r\n".encode())
+            data = b""
+            while len(data) < 65536:
+                chunk = channel.recv(8192)
+                if not chunk:
+                    break
+                data += chunk
+        except (TimeoutError, OSError, paramiko.SSHException) as exc:
+            return 0, f"no answer from {host}:{port} ({exc or type(exc).__name__})"
+        finally:
+            channel.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        parts = head.split(b" ", 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            return 0, f"no HTTP answer from {host}:{port}"
+        return int(parts[1]), body[:500].decode(errors="replace")
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(target: Target, *, policy: HostKeyPolicy = HostKeyPolicy(),
+            timeout: float = DEFAULT_TIMEOUT) -> Connection:
+    """Connect, verify the host key, authenticate; SSHFailure with the reason otherwise."""
     start = time.monotonic()
     sock = _connect_socket(target, timeout)
     transport = paramiko.Transport(sock)
@@ -170,30 +246,23 @@ def run_script(target: Target, script: str, *, policy: HostKeyPolicy = HostKeyPo
             raise SSHFailure("ssh failed", f"{target.address} closed the connection") from None
         if not transport.is_active() or transport.host_key is None:
             raise _handshake_failure(target, transport.get_exception(), timeout)
-        connected = time.monotonic()
         _verify_host_key(transport, target, policy)
         _authenticate(transport, target)
-        authed = time.monotonic()
-        try:
-            channel = transport.open_session(timeout=timeout)
-            channel.settimeout(command_timeout)
-            channel.exec_command(command)
-            channel.sendall(script.encode())
-            channel.shutdown_write()
-            stdout = channel.makefile("rb").read()
-            stderr = channel.makefile_stderr("rb").read()
-            status = channel.recv_exit_status()
-        except TimeoutError:
-            raise SSHFailure("timeout", f"{target.address}: no end of output within "
-                                        f"{command_timeout:.0f}s") from None
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise SSHFailure("ssh failed", f"{target.address}: {exc}") from None
-        end = time.monotonic()
-        return Result(stdout.decode(errors="replace"), stderr.decode(errors="replace"), status,
-                      end - start, {"connect": connected - start, "auth": authed - connected,
-                                    "run": end - authed})
-    finally:
+    except BaseException:
         transport.close()
+        raise
+    return Connection(target, transport, timeout, time.monotonic() - start)
+
+
+def run_script(target: Target, script: str, *, policy: HostKeyPolicy = HostKeyPolicy(),
+               timeout: float = DEFAULT_TIMEOUT, command_timeout: float = 30.0,
+               command: str = "sh -s") -> Result:
+    """Run ``script`` on the host through ``command`` (stdin) over a fresh connection."""
+    start = time.monotonic()
+    with connect(target, policy=policy, timeout=timeout) as conn:
+        result = conn.run(script, command=command, command_timeout=command_timeout)
+    result.seconds = time.monotonic() - start
+    return result
 
 
 def _handshake_failure(target: Target, exc: Exception | None, timeout: float) -> SSHFailure:

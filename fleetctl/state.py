@@ -1,7 +1,9 @@
-"""The controller's state database (SQLite, WAL): cached facts and registry answers.
+"""The controller's state database (SQLite, WAL): cached facts, registry answers and,
+through :mod:`fleetctl.journal`, the rollout journal.
 
 It lives in the state directory: ``--state-dir``, else ``$FLEETCTL_STATE_DIR``,
-else ``~/.local/state/fleetctl``. Each write is its own transaction.
+else ``~/.local/state/fleetctl``. Each write is its own transaction, synced to
+disk before it returns (a killed controller loses nothing it reported).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,10 +65,40 @@ class StateDB:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = state_dir / "state.db"
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                   timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+
+    def execute(self, sql: str, params: tuple = ()) -> None:
+        """One write, its own transaction."""
+        with self._lock:
+            self._db.execute(sql, params)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Several statements as one transaction (BEGIN IMMEDIATE: writers queue up)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple = ()) -> list[dict]:
+        """Rows of a read, each indexable by column name."""
+        with self._lock:
+            cursor = self._db.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def script(self, sql: str) -> None:
+        """Run DDL (other modules' tables)."""
+        with self._lock:
+            self._db.executescript(sql)
 
     @property
     def known_hosts(self) -> Path:
@@ -99,6 +133,11 @@ class StateDB:
             except (ValueError, TypeError):
                 facts = None  # written by another fleetctl version: probe again
         return CachedFacts(row[0], row[1], row[2], facts, row[4])
+
+    def forget_facts(self, hosts: list[str]) -> None:
+        """Drop cached facts of hosts that just changed, so the next look probes them."""
+        with self._lock:
+            self._db.executemany("DELETE FROM facts WHERE host = ?", [(h,) for h in hosts])
 
     def cache_get(self, key: str, max_age: float | None) -> tuple[str, float] | None:
         """A cached registry answer and when it was fetched; None when absent or older

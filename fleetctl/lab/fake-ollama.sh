@@ -13,7 +13,7 @@ case "${1:-serve}" in
     serve) ;;
     --version|-v) echo "ollama version is $VERSION"; exit 0 ;;
     list)  # like `ollama list`: ask the server, fail when it does not answer
-        wget -q -T 3 -O - "http://$ADDR/api/tags" >/dev/null || {
+        wget -q -O - "http://$ADDR/api/tags" >/dev/null || {
             echo "Error: could not connect to ollama app, is it running?" >&2; exit 1; }
         echo "NAME           ID              SIZE      MODIFIED"
         echo "llama3.2:1b    baf6a787fdff    1.3 GB    1 year ago"

@@ -1,0 +1,152 @@
+"""What fleetctl does on a device, one short POSIX sh script per step, over one
+SSH connection per host.
+
+On the device, each package lives under ``/opt/fleetctl/<package>/``::
+
+    releases/<rollout id>/compose.yml   the rendered compose file of each release
+    releases/<rollout id>/image         the pinned image it runs (name@digest)
+    current -> releases/<id>            what runs; swapped atomically on commit
+    previous -> releases/<id>           what ran before; rollback target
+    lock/info                           the device lock: rollout id, owner, time
+    audit.log                           one line per rollout result
+    data/                               the package's data volume
+
+Every step is idempotent: running it again after a crash does no harm.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+import time
+from dataclasses import dataclass
+from importlib import resources
+
+from fleetctl.compose import RELEASES_ROOT
+from fleetctl.facts import HostFacts
+from fleetctl.ssh import Connection
+
+PULL_TIMEOUT = 900.0
+#: The step functions (``device.sh`` beside this module), sent with every call.
+DEVICE_SCRIPT = (resources.files("fleetctl") / "device.sh").read_text()
+
+
+class StepFailed(Exception):
+    """A step on the device failed; the message says what the device answered."""
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """A container of the package's project, as Docker reports it."""
+
+    name: str
+    state: str
+    health: str
+    restarts: int
+    release: str
+
+
+def compose_command(facts: HostFacts) -> str:
+    """``docker compose`` (v2 plugin) or the v1 binary the host has."""
+    if facts.compose == "v2":
+        return "docker compose"
+    return facts.compose_path or "docker-compose"
+
+
+def _call(conn: Connection, package: str, step: str, timeout: float = 60.0,
+          **values: str) -> str:
+    """Run ``do_<step>`` of the device script with these variables; StepFailed if it fails."""
+    assignments = "".join(f"{k}={shlex.quote(v)}\n" for k, v in
+                          {"D": f"{RELEASES_ROOT}/{package}", "P": package, **values}.items())
+    result = conn.run(f"{DEVICE_SCRIPT}\n{assignments}do_{step}\n", command_timeout=timeout)
+    if result.status != 0:
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        raise StepFailed(f"{step}: {lines[-1] if lines else f'exit {result.status}'}")
+    return result.stdout
+
+
+def lock(conn: Connection, package: str, rollout: str, owner: str,
+         break_lock: bool = False) -> str | None:
+    """Take the device lock (``mkdir`` is atomic; the holder may take it again).
+    Returns the holder it took over with ``break_lock``; StepFailed names the holder."""
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    out = _call(conn, package, "lock", INFO=f"rollout={rollout} owner={owner} since={since}",
+                ID=rollout, BREAK="1" if break_lock else "0")
+    return out.strip()[6:] if out.startswith("broke ") else None
+
+
+def unlock(conn: Connection, package: str, rollout: str, audit_line: str) -> None:
+    """Append to the device's audit log, then release the lock if this rollout holds it."""
+    _call(conn, package, "unlock", LINE=audit_line, ID=rollout)
+
+
+def stage(conn: Connection, package: str, release: str, compose_text: str, image: str,
+          digest: str) -> bool:
+    """Write the release folder atomically, pull the image by digest and check the
+    digest. Nothing running changes. True when a pull was needed."""
+    out = _call(conn, package, "stage", PULL_TIMEOUT, REL=release, IMAGE=image, DIGEST=digest,
+                COMPOSE=base64.b64encode(compose_text.encode()).decode())
+    return "pulled" in out
+
+
+def activate(conn: Connection, package: str, release: str, compose: str) -> None:
+    """``up -d`` the release as the package's project, then check that every container
+    of the project is this release's (compose v1's exit code is not enough)."""
+    _call(conn, package, "activate", 300, REL=release, COMPOSE_CMD=compose)
+
+
+def containers(conn: Connection, package: str) -> list[ContainerState]:
+    """The project's containers with state, health and restart count."""
+    result = []
+    for line in _call(conn, package, "containers").splitlines():
+        parts = line.split("|")
+        if len(parts) == 5:
+            name, state, health, restarts, release = parts
+            result.append(ContainerState(name.lstrip("/"), state, health,
+                                         int(restarts or 0), release))
+    return result
+
+
+def run_check(conn: Connection, package: str, command: str) -> tuple[bool, str]:
+    """Run a health command inside the package's first running container."""
+    try:
+        out = _call(conn, package, "check", CMD=command)
+    except StepFailed as exc:
+        return False, str(exc)
+    return True, out.strip().splitlines()[-1] if out.strip() else "ok"
+
+
+def commit(conn: Connection, package: str, release: str, keep: int) -> str | None:
+    """Make the release current (atomic symlink swap), keep the one before as
+    ``previous`` with a stopped keeper container pinning its image against pruning,
+    delete releases beyond the last ``keep``. Returns the previous release id."""
+    out = _call(conn, package, "commit", REL=release, KEEP=str(keep))
+    return out.strip().rpartition("previous=")[2] or None
+
+
+def releases(conn: Connection, package: str) -> tuple[str | None, str | None, dict[str, str]]:
+    """(current, previous, {release: image}) on the device."""
+    current = previous = None
+    found: dict[str, str] = {}
+    for line in _call(conn, package, "releases").splitlines():
+        key, _, value = line.partition("=")
+        if key == "current":
+            current = value or None
+        elif key == "previous":
+            previous = value or None
+        elif key == "release":
+            name, _, image = value.partition(" ")
+            found[name] = image
+    return current, previous, found
+
+
+def switch_to(conn: Connection, package: str, release: str | None, compose: str,
+              make_current: bool) -> None:
+    """Run an earlier release again from its own compose file, without pulling (its
+    image must still be on the device); ``release=None`` removes the project (nothing
+    ran before). ``make_current`` also points ``current`` at it."""
+    flag = "1" if make_current else "0"
+    if release is None:
+        _call(conn, package, "remove", CURRENT=flag)
+    else:
+        _call(conn, package, "switch", 300, REL=release, COMPOSE_CMD=compose, CURRENT=flag)

@@ -1,0 +1,121 @@
+# fleetctl's device steps, POSIX sh. fleetctl/device.py sends this file with the
+# variables a step needs (D: the package's folder, P: the package, REL: a release)
+# and the name of one function to run. Errors go to stderr, last line first read.
+set -u
+
+do_lock() {  # INFO ID BREAK
+    mkdir -p "$D" || exit 1
+    if mkdir "$D/lock" 2>/dev/null; then
+        printf '%s\n' "$INFO" > "$D/lock/info"; echo acquired; exit 0
+    fi
+    holder=$(cat "$D/lock/info" 2>/dev/null || echo unknown)
+    case "$holder" in "rollout=$ID "*) echo acquired; exit 0 ;; esac
+    if [ "$BREAK" = 1 ]; then
+        printf '%s\n' "$INFO" > "$D/lock/info"; echo "broke $holder"; exit 0
+    fi
+    echo "device lock held by $holder; pass --break-lock if that rollout is dead" >&2
+    exit 3
+}
+
+do_unlock() {  # LINE ID
+    printf '%s\n' "$LINE" >> "$D/audit.log"
+    case "$(cat "$D/lock/info" 2>/dev/null)" in "rollout=$ID "*) rm -rf "$D/lock" ;; esac
+    true
+}
+
+do_stage() {  # REL COMPOSE(base64) IMAGE DIGEST
+    R="$D/releases/$REL"
+    mkdir -p "$R" "$D/data" || exit 1
+    printf '%s' "$COMPOSE" | base64 -d > "$R/compose.yml.tmp" || exit 1
+    mv -f "$R/compose.yml.tmp" "$R/compose.yml" || exit 1
+    printf '%s\n' "$IMAGE" > "$R/image.tmp" && mv -f "$R/image.tmp" "$R/image" || exit 1
+    if docker image inspect "$IMAGE" >/dev/null 2>&1; then
+        echo present
+    else
+        out=$(docker pull "$IMAGE" 2>&1) || { printf '%s\n' "$out" | tail -n 1 >&2; exit 1; }
+        echo pulled
+    fi
+    docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$IMAGE" \
+        | grep -q "@$DIGEST\$" || { echo "image $IMAGE does not have digest $DIGEST" >&2; exit 1; }
+}
+
+compose_up() {  # in a release folder
+    out=$($COMPOSE_CMD -p "$P" -f compose.yml up -d --remove-orphans 2>&1) || {
+        printf '%s\n' "$out" | tail -n 3 >&2; exit 1; }
+}
+
+do_activate() {  # REL COMPOSE_CMD
+    cd "$D/releases/$REL" || exit 1
+    compose_up
+    all=$(docker ps -a -q --filter "label=com.docker.compose.project=$P")
+    [ -n "$all" ] || { echo "no container started" >&2; exit 1; }
+    others=$(docker ps -a --filter "label=com.docker.compose.project=$P" \
+        --format '{{.Label "io.fleetctl.release"}}' | grep -vx "$REL")
+    [ -z "$others" ] || { echo "containers of release $others still run as $P" >&2; exit 1; }
+}
+
+do_containers() {
+    ids=$(docker ps -a -q --filter "label=com.docker.compose.project=$P")
+    [ -z "$ids" ] || docker inspect --format '{{.Name}}|{{.State.Status}}|{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}|{{.RestartCount}}|{{index .Config.Labels "io.fleetctl.release"}}' $ids
+}
+
+do_check() {  # CMD
+    id=$(docker ps -q --filter "label=com.docker.compose.project=$P" | head -n 1)
+    [ -n "$id" ] || { echo "no running container"; exit 1; }
+    docker exec "$id" sh -c "$CMD"
+}
+
+swap() {  # LINK TARGET: point $D/LINK at TARGET atomically
+    ln -sfn "$2" "$D/$1.tmp" && mv -Tf "$D/$1.tmp" "$D/$1"
+}
+
+do_commit() {  # REL KEEP
+    cd "$D" || exit 1
+    cur=$(readlink current 2>/dev/null || true)
+    if [ -n "$cur" ] && [ "$cur" != "releases/$REL" ]; then swap previous "$cur" || exit 1; fi
+    swap current "releases/$REL" || exit 1
+    prev=$(readlink previous 2>/dev/null || true)
+    keeper=""
+    if [ -n "$prev" ] && [ -f "$prev/image" ]; then  # a stopped container pins its image
+        keeper="fleetctl-keep-$P-${prev#releases/}"
+        docker inspect "$keeper" >/dev/null 2>&1 || docker create --name "$keeper" \
+            --label "io.fleetctl.keep=$P" "$(cat "$prev/image")" true >/dev/null || true
+    fi
+    for c in $(docker ps -a --filter "label=io.fleetctl.keep=$P" --format '{{.Names}}'); do
+        [ "$c" = "$keeper" ] || docker rm "$c" >/dev/null 2>&1 || true
+    done
+    ls -1 releases | sort -r | tail -n +$((KEEP + 1)) | while read -r old; do
+        [ "releases/$old" = "$prev" ] || [ "$old" = "$REL" ] || rm -rf "releases/$old"
+    done
+    echo "previous=${prev#releases/}"
+}
+
+do_releases() {
+    [ -d "$D" ] || exit 0
+    cd "$D" || exit 1
+    echo "current=$(readlink current 2>/dev/null | sed 's,^releases/,,')"
+    echo "previous=$(readlink previous 2>/dev/null | sed 's,^releases/,,')"
+    for r in releases/*/; do
+        [ -f "$r/image" ] && echo "release=$(basename "$r") $(cat "$r/image")"
+    done
+    true
+}
+
+do_remove() {  # CURRENT
+    ids=$(docker ps -a -q --filter "label=com.docker.compose.project=$P")
+    [ -z "$ids" ] || docker rm -f $ids >/dev/null
+    [ "$CURRENT" = 0 ] || rm -f "$D/current"
+}
+
+do_switch() {  # REL COMPOSE_CMD CURRENT: run an earlier release again, no pull
+    R="$D/releases/$REL"
+    [ -f "$R/compose.yml" ] || { echo "release $REL is gone from the device" >&2; exit 1; }
+    docker image inspect "$(cat "$R/image")" >/dev/null 2>&1 || {
+        echo "the image of release $REL is gone from the device" >&2; exit 1; }
+    cd "$R" && compose_up
+    if [ "$CURRENT" = 1 ]; then
+        cur=$(readlink "$D/current" 2>/dev/null || true)
+        if [ -n "$cur" ] && [ "$cur" != "releases/$REL" ]; then swap previous "$cur"; fi
+        swap current "releases/$REL"
+    fi
+}

@@ -1,0 +1,493 @@
+"""Staged rollouts: run a plan step by step, each host through lock, preflight, stage,
+activate, gate, then commit or revert, and unlock; the failure policy decides
+after each step whether to go on. Every transition is written to the journal
+before the next one starts, so :func:`resume` and :func:`rollback_rollout` can
+pick up from any point.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from fleetctl import device
+from fleetctl.catalog import Catalog, Package, parse_duration
+from fleetctl.compose import RenderContext, render_compose, render_text
+from fleetctl.errors import FleetError
+from fleetctl.facts import PROBE_SCRIPT, HostFacts, ProbeOutputError, parse_probe
+from fleetctl.inventory import Host
+from fleetctl.journal import FINAL_HOST_PHASES, HostState, Journal, RolloutRecord, operator
+from fleetctl.plan import Plan, PlanEntry, current_container, preflight
+from fleetctl.ssh import Connection, HostKeyPolicy, SSHFailure, connect
+from fleetctl.state import StateDB
+from fleetctl.strategy import FailurePolicy, batches, order_canaries_first
+from fleetctl.targets import host_key_policy, target_for
+
+WORKERS = 16
+FAILED = ("failed", "reverted", "revert-failed")
+
+
+@dataclass
+class Options:
+    """How a rollout runs (stored in the journal so resume runs it the same way)."""
+
+    steps: list[str] = field(default_factory=lambda: ["1", "100%"])
+    max_failures: str = "1"
+    failure_scope: str = "step"
+    unreachable: str = "deferred"
+    canaries: list[str] = field(default_factory=list)
+    pause: str | None = None          # "5m", "manual" or None
+    gate_timeout: float | None = None
+    keep_releases: int = 3
+    rollback_all: bool = False
+    break_lock: bool = False
+    connect_timeout: float = 5.0
+
+    @property
+    def policy(self) -> FailurePolicy:
+        return FailurePolicy(self.max_failures, self.failure_scope, self.unreachable)
+
+
+@dataclass
+class Context:
+    """What a running rollout needs beside its journal record."""
+
+    journal: Journal
+    db: StateDB
+    catalog: Catalog
+    hosts: dict[str, Host]
+    host_key_policy: str | None = None
+    sleep: Callable[[float], None] = time.sleep
+
+
+class HostLost(Exception):
+    """The connection to a host broke mid-way."""
+
+
+def start(ctx: Context, rollout_id: str, plan: Plan, options: Options) -> RolloutRecord:
+    """Record a new rollout of ``plan`` (steps, canaries first), take the fleet lock."""
+    targeted = list(dict.fromkeys(e.host for e in plan.entries
+                                  if e.action not in ("noop", "blocked")))
+    classes = {e.host: (e.l4t, e.module) for e in plan.entries}
+    first = batches(targeted, options.steps)[0] if targeted else []
+    ordered = order_canaries_first(targeted, classes, len(first), options.canaries)
+    steps = batches(ordered, options.steps)
+    step_of = {h: i for i, hosts in enumerate(steps) for h in hosts}
+    states = []
+    for entry in plan.entries:
+        phase = "skipped" if entry.blocked else "noop" if entry.action == "noop" else \
+            "pending"
+        states.append(HostState(entry.host, entry.package, step_of.get(entry.host, -1), phase,
+                                from_digest=entry.current_digest,
+                                from_version=entry.current_version,
+                                to_digest=entry.digest, to_version=entry.version,
+                                to_release=rollout_id,
+                                error=entry.reason if entry.blocked else None))
+    ctx.journal.lock(rollout_id, plan.packages, targeted, options.break_lock)
+    ctx.journal.create(rollout_id, "deploy", " ".join(plan.requests), plan.packages, steps,
+                       options.__dict__, plan.to_json(), states)
+    return ctx.journal.get(rollout_id)
+
+
+def run(ctx: Context, record: RolloutRecord) -> RolloutRecord:
+    """Run (or continue) a rollout to its end, a breach, or a manual pause."""
+    options = Options(**record.options)
+    plan = Plan.from_json(record.plan)
+    journal = ctx.journal
+    policy = options.policy
+    failed_so_far = done_so_far = 0
+    for index, step_hosts in enumerate(record.steps):
+        states = _states(journal, record.id)
+        todo = [h for h in step_hosts
+                if any(s.phase not in FINAL_HOST_PHASES for s in states.get(h, []))]
+        journal.set_status(record.id, "running", current_step=index)
+        outcomes = parallel(lambda h: _deploy_host(ctx, record, plan, options, h), todo)
+        states = _states(journal, record.id)
+        failed = [h for h in step_hosts if _host_outcome(states[h]) in FAILED
+                  or (policy.unreachable == "failed" and _host_outcome(states[h]) == "deferred")]
+        failed_so_far += len(failed)
+        done_so_far += len(step_hosts)
+        scope_failed, scope_hosts = ((len(failed), len(step_hosts)) if policy.scope == "step"
+                                     else (failed_so_far, done_so_far))
+        if policy.breached(scope_failed, scope_hosts):
+            return _stop(ctx, record, plan, options, index, failed)
+        if outcomes and index < len(record.steps) - 1 and options.pause:
+            if options.pause == "manual":
+                journal.set_status(record.id, "paused", f"paused after step {index + 1}; "
+                                   f"continue with 'fleetctl rollout promote {record.id}'",
+                                   current_step=index + 1)
+                return journal.get(record.id)
+            ctx.sleep(parse_duration(options.pause))
+    states = _states(journal, record.id)
+    deferred = [h for h, s in states.items() if _host_outcome(s) == "deferred"]
+    if deferred:
+        journal.set_status(record.id, "incomplete", f"{len(deferred)} hosts deferred "
+                           f"(unreachable): {', '.join(deferred)}; retry with 'fleetctl rollout "
+                           f"resume {record.id}'", current_step=len(record.steps))
+    else:
+        journal.set_status(record.id, "completed", _summary(states),
+                           current_step=len(record.steps))
+    journal.unlock(record.id)
+    return journal.get(record.id)
+
+
+def _states(journal: Journal, rollout_id: str) -> dict[str, list[HostState]]:
+    result: dict[str, list[HostState]] = {}
+    for state in journal.get(rollout_id).hosts:
+        result.setdefault(state.host, []).append(state)
+    return result
+
+
+def _host_outcome(states: list[HostState]) -> str:
+    """One word for a host across its packages: the worst phase wins."""
+    phases = {s.phase for s in states}
+    for phase in ("revert-failed", "reverted", "failed", "deferred", "rolled-back"):
+        if phase in phases:
+            return phase
+    if phases - set(FINAL_HOST_PHASES):
+        return "in-flight"
+    return "committed" if "committed" in phases else sorted(phases)[0]
+
+
+def _summary(states: dict[str, list[HostState]]) -> str:
+    counts: dict[str, int] = {}
+    for host_states in states.values():
+        outcome = _host_outcome(host_states)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
+
+
+def parallel(work: Callable[[str], Any], hosts: list[str]) -> list[Any]:
+    """``work(host)`` for every host, several at a time, results in order."""
+    if not hosts:
+        return []
+    with ThreadPoolExecutor(min(WORKERS, len(hosts))) as pool:
+        return list(pool.map(work, hosts))
+
+
+def connect_host(ctx: Context, host: str, timeout: float) -> Connection:
+    """A verified connection to an inventory host (SSHFailure with the reason)."""
+    inventory_host = ctx.hosts[host]
+    mode = host_key_policy(inventory_host.vars, ctx.host_key_policy)
+    return connect(target_for(inventory_host), policy=HostKeyPolicy(mode, ctx.db.known_hosts),
+                   timeout=timeout)
+
+
+def _deploy_host(ctx: Context, record: RolloutRecord, plan: Plan, options: Options,
+                 host: str) -> str:
+    """Every package of the plan on one host, in dependency order; returns the outcome."""
+    journal = ctx.journal
+    entries = [e for e in plan.entries if e.host == host]
+    states = {s.package: s for s in _states(journal, record.id)[host]}
+    pending = [e for e in entries if states[e.package].phase not in FINAL_HOST_PHASES]
+    if not pending:
+        return "done"
+    try:
+        conn = connect_host(ctx, host, options.connect_timeout)
+    except SSHFailure as exc:
+        for entry in pending:
+            journal.set_host(record.id, host, entry.package, "deferred",
+                             error=f"{exc.reason}: {exc.detail}")
+        return "deferred"
+    with conn:
+        for position, entry in enumerate(pending):
+            try:
+                outcome = _deploy_package(ctx, conn, record, options, entry,
+                                          states[entry.package])
+            except SSHFailure as exc:
+                state = journal.get(record.id)
+                phase = next(s.phase for s in state.hosts
+                             if s.host == host and s.package == entry.package)
+                journal.set_host(record.id, host, entry.package,
+                                 "deferred" if phase in ("pending", "deferred") else phase,
+                                 error=f"connection lost: {exc.reason}: {exc.detail}")
+                return "deferred"
+            if outcome not in ("committed", "noop"):
+                for later in pending[position + 1:]:
+                    journal.set_host(record.id, host, later.package, "skipped",
+                                     error=f"not deployed: {entry.package} {outcome}")
+                return outcome
+    return "committed"
+
+
+def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, options: Options,
+                    entry: PlanEntry, state: HostState) -> str:
+    journal = ctx.journal
+    package = ctx.catalog.get(entry.package)
+    rid, host, name = record.id, entry.host, entry.package
+    holder = device.lock(conn, name, rid, operator(), options.break_lock)
+    facts = live_facts(conn)
+    if state.phase in ("pending", "deferred"):
+        current, _, _ = device.releases(conn, name)
+        running = current_container(facts, package)
+        journal.set_host(rid, host, name, "locked",
+                         f"device lock taken{f' (broke {holder})' if holder else ''}",
+                         from_release=current, error=None,
+                         from_digest=running.digest if running else None,
+                         from_version=running.version if running else None)
+        state = next(s for s in journal.get(rid).hosts if s.host == host and s.package == name)
+        if running and running.digest == entry.digest and running.release:
+            _finish(ctx, conn, record, state, "noop", "already at the target digest")
+            return "noop"
+        if state.from_digest != entry.current_digest:
+            return _fail(ctx, conn, record, state, f"host changed since the plan: runs "
+                         f"{state.from_digest or 'nothing'}, the plan expected "
+                         f"{entry.current_digest or 'nothing'}; plan again")
+    if state.phase == "reverting":
+        return _revert(ctx, conn, record, state, facts, package, options, state.error or "")
+    present = any(i.digest == entry.digest for i in facts.images)
+    failed_checks = [c for c in preflight(facts, package, 0 if present else entry.pull_bytes)
+                     if not c.ok]
+    if failed_checks and state.phase == "locked":
+        return _fail(ctx, conn, record, state, "preflight: " + "; ".join(
+            f"{c.name}: {c.detail}" for c in failed_checks))
+    render = _render_context(ctx, package, entry, rid, facts)
+    if state.phase == "locked":
+        try:
+            pulled = device.stage(conn, name, rid, render_compose(render), entry.target,
+                                  entry.digest)
+        except device.StepFailed as exc:
+            return _fail(ctx, conn, record, state, str(exc))
+        journal.set_host(rid, host, name, "staged", "image pulled" if pulled else
+                         "image already on the host")
+        state.phase = "staged"
+    if state.phase == "staged":
+        try:
+            device.activate(conn, name, rid, device.compose_command(facts))
+        except device.StepFailed as exc:
+            return _revert(ctx, conn, record, state, facts, package, options, str(exc))
+        journal.set_host(rid, host, name, "activated", "containers started")
+        state.phase = "activated"
+    ok, detail = gate(conn, package, rid, render, options.gate_timeout, ctx.sleep)
+    if not ok:
+        return _revert(ctx, conn, record, state, facts, package, options, f"gate: {detail}")
+    previous = device.commit(conn, name, rid, options.keep_releases)
+    journal.set_host(rid, host, name, "committed", f"healthy: {detail}"
+                     + (f"; previous release {previous} kept" if previous else ""))
+    write_audit(conn, record, state, "committed")
+    return "committed"
+
+
+def live_facts(conn: Connection) -> HostFacts:
+    """The host's facts right now (the plan's may be stale)."""
+    result = conn.run(PROBE_SCRIPT, command_timeout=60)
+    try:
+        return parse_probe(result.stdout)
+    except ProbeOutputError as exc:
+        raise SSHFailure("garbage output", str(exc)) from None
+
+
+def _render_context(ctx: Context, package: Package, entry: PlanEntry, release: str,
+                    facts: HostFacts) -> RenderContext:
+    host_vars = ctx.hosts[entry.host].vars
+    return RenderContext(package=package, version=entry.version or "", image=entry.target,
+                         release=release, host=entry.host,
+                         service_address=str(host_vars.get("fleetctl_service_address",
+                                                           "0.0.0.0")),
+                         facts=facts.to_json(), vars=dict(host_vars))
+
+
+def gate(conn: Connection, package: Package, release: str, render: RenderContext,
+         timeout: float | None, sleep: Callable[[float], None] = time.sleep) -> tuple[bool, str]:
+    """Wait until the release is healthy: its containers running, Docker's health
+    check (if any) healthy, and the package's HTTP or command check passing
+    ``retries`` times in a row. Fails at once on a crash loop or Docker's
+    ``unhealthy``; otherwise at ``timeout`` (default: the package's)."""
+    health = package.health
+    limit = timeout if timeout is not None else health.timeout
+    deadline = time.monotonic() + limit
+    streak, problem = 0, "not checked yet"
+    url = urlsplit(render_text(render, health.http)) if health.http else None
+    while True:
+        states = [c for c in device.containers(conn, package.name) if c.release == release]
+        crashed = [c for c in states if c.restarts >= 2 or c.state in ("exited", "dead")]
+        if crashed:
+            c = crashed[0]
+            return False, f"{c.name} is crash-looping ({c.state}, restarted {c.restarts} times)"
+        if any(c.health == "unhealthy" for c in states):
+            return False, "Docker reports the container unhealthy"
+        if not states:
+            problem = "no container of this release"
+        elif any(c.state != "running" for c in states):
+            problem = f"container {states[0].state}"
+        elif any(c.health == "starting" for c in states):
+            problem = "Docker health check starting"
+        elif url is not None:
+            status, body = conn.http_get(url.hostname or "127.0.0.1", url.port or 80,
+                                         url.path or "/", timeout=5)
+            problem = None if 200 <= status < 300 else \
+                f"GET {url.geturl()}: {status or body}"
+        elif health.command:
+            ok, output = device.run_check(conn, package.name, health.command)
+            problem = None if ok else f"{health.command}: {output}"
+        else:
+            problem = None
+        streak = streak + 1 if problem is None else 0
+        if streak >= health.retries:
+            return True, (f"{url.geturl()} answered" if url else "running") + \
+                f" {streak} times in a row"
+        if time.monotonic() >= deadline:
+            return False, f"not healthy within {limit:.0f}s: {problem}"
+        sleep(health.interval)
+
+
+def _fail(ctx: Context, conn: Connection, record: RolloutRecord, state: HostState,
+          error: str) -> str:
+    """Nothing running changed: record the failure, unlock."""
+    ctx.journal.set_host(record.id, state.host, state.package, "failed", error=error)
+    write_audit(conn, record, state, f"failed ({error})")
+    return "failed"
+
+
+def _finish(ctx: Context, conn: Connection, record: RolloutRecord, state: HostState,
+            phase: str, detail: str) -> None:
+    ctx.journal.set_host(record.id, state.host, state.package, phase, detail)
+    write_audit(conn, record, state, phase)
+
+
+def _revert(ctx: Context, conn: Connection, record: RolloutRecord, state: HostState,
+            facts: HostFacts, package: Package, options: Options, error: str) -> str:
+    """Bring the release that ran before back (no pull) and check it is healthy again."""
+    journal = ctx.journal
+    journal.set_host(record.id, state.host, state.package, "reverting", error=error)
+    try:
+        device.switch_to(conn, package.name, state.from_release,
+                         device.compose_command(facts), make_current=False)
+        if state.from_release:
+            render = release_context(ctx, package, state, facts)
+            ok, detail = gate(conn, package, state.from_release, render, options.gate_timeout,
+                              ctx.sleep)
+            if not ok:
+                raise device.StepFailed(f"previous release unhealthy: {detail}")
+    except device.StepFailed as exc:
+        journal.set_host(record.id, state.host, state.package, "revert-failed",
+                         error=f"{error}; revert failed: {exc}")
+        write_audit(conn, record, state, f"revert-failed ({error})")
+        return "revert-failed"
+    back = f"back on release {state.from_release}" if state.from_release else \
+        "removed (nothing ran before)"
+    journal.set_host(record.id, state.host, state.package, "reverted", back, error=error)
+    write_audit(conn, record, state, f"reverted ({error})")
+    return "reverted"
+
+
+def release_context(ctx: Context, package: Package, state: HostState,
+                    facts: HostFacts) -> RenderContext:
+    """Template values for checking the release a host ran before (``from_release``)."""
+    host_vars = ctx.hosts[state.host].vars
+    address = str(host_vars.get("fleetctl_service_address", "0.0.0.0"))
+    return RenderContext(package=package, version=state.from_version or "", image="",
+                         release=state.from_release or "", host=state.host,
+                         service_address=address, facts=facts.to_json(), vars=dict(host_vars))
+
+
+def write_audit(conn: Connection, record: RolloutRecord, state: HostState,
+                result: str) -> None:
+    """Append the result to the device's audit log and release the device lock."""
+    line = (f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} rollout={record.id} "
+            f"package={state.package} from={state.from_digest or '-'} "
+            f"to={state.to_digest or '-'} result={result} operator={operator()}")
+    device.unlock(conn, state.package, record.id, line)
+
+
+def _stop(ctx: Context, record: RolloutRecord, plan: Plan, options: Options, index: int,
+          failed: list[str]) -> RolloutRecord:
+    """The failure policy was breached at step ``index``: revert that step's committed
+    hosts (and earlier steps' with ``rollback_all``), stop."""
+    journal = ctx.journal
+    steps = record.steps[:index + 1] if options.rollback_all else [record.steps[index]]
+    hosts = [h for step in steps for h in step]
+    states = _states(journal, record.id)
+    to_undo = [h for h in hosts if any(s.phase == "committed" for s in states[h])]
+    parallel(lambda h: _undo_host(ctx, record, options, h), to_undo)
+    message = (f"stopped at step {index + 1} of {len(record.steps)}: failed on "
+               f"{', '.join(failed)}; " + _summary(_states(journal, record.id)))
+    journal.set_status(record.id, "failed", message)
+    journal.unlock(record.id)
+    return journal.get(record.id)
+
+
+def _undo_host(ctx: Context, record: RolloutRecord, options: Options, host: str) -> str:
+    """Return one host to what it ran before the rollout, packages in reverse order."""
+    journal = ctx.journal
+    states = [s for s in journal.get(record.id).hosts if s.host == host]
+    undo = [s for s in reversed(states)
+            if s.phase in ("committed", "locked", "staged", "activated", "reverting")]
+    if not undo:
+        return "nothing to undo"
+    try:
+        conn = connect_host(ctx, host, options.connect_timeout)
+    except SSHFailure as exc:
+        for s in undo:
+            journal.set_host(record.id, host, s.package, s.phase,
+                             error=f"rollback deferred: {exc.reason}: {exc.detail}")
+        return "deferred"
+    with conn:
+        facts = live_facts(conn)
+        for s in undo:
+            package = ctx.catalog.get(s.package)
+            device.lock(conn, s.package, record.id, operator(), options.break_lock)
+            try:
+                if s.phase in ("locked", "staged"):
+                    detail = "nothing had changed"
+                else:
+                    device.switch_to(conn, s.package, s.from_release,
+                                     device.compose_command(facts),
+                                     make_current=s.phase == "committed")
+                    detail = (f"back on release {s.from_release}" if s.from_release
+                              else "removed (nothing ran before)")
+                    if s.from_release:
+                        ok, why = gate(conn, package, s.from_release,
+                                       release_context(ctx, package, s, facts),
+                                       options.gate_timeout, ctx.sleep)
+                        if not ok:
+                            raise device.StepFailed(f"previous release unhealthy: {why}")
+            except device.StepFailed as exc:
+                journal.set_host(record.id, host, s.package, "revert-failed", error=str(exc))
+                write_audit(conn, record, s, f"rollback failed ({exc})")
+                continue
+            journal.set_host(record.id, host, s.package, "rolled-back", detail)
+            write_audit(conn, record, s, "rolled-back")
+    return "rolled-back"
+
+
+def resume(ctx: Context, rollout_id: str) -> RolloutRecord:
+    """Continue a rollout from the journal: interrupted, paused, or with deferred hosts."""
+    record = ctx.journal.get(rollout_id)
+    status = record.shown_status
+    if status == "running":
+        raise FleetError(f"rollout {rollout_id} is still running ({record.controller})",
+                         exit_code=3)
+    if status not in ("interrupted", "paused", "incomplete"):
+        raise FleetError(f"rollout {rollout_id} is {status}: nothing to resume; "
+                         f"'fleetctl rollback {rollout_id}' undoes it", exit_code=2)
+    hosts = sorted({s.host for s in record.hosts if s.phase not in ("skipped", "noop")})
+    ctx.journal.lock(rollout_id, record.packages, hosts)
+    ctx.journal.claim(rollout_id)
+    return run(ctx, ctx.journal.get(rollout_id))
+
+
+def rollback_rollout(ctx: Context, rollout_id: str) -> RolloutRecord:
+    """Undo a rollout on every host it touched: back to what each ran before, no pulls."""
+    record = ctx.journal.get(rollout_id)
+    if record.shown_status == "running":
+        raise FleetError(f"rollout {rollout_id} is still running ({record.controller}); stop "
+                         f"it first", exit_code=3)
+    options = Options(**record.options)
+    hosts = list(dict.fromkeys(s.host for s in record.hosts))
+    ctx.journal.lock(rollout_id, record.packages, hosts, break_lock=True)
+    ctx.journal.claim(rollout_id)
+    parallel(lambda h: _undo_host(ctx, record, options, h), hosts)
+    final = ctx.journal.get(rollout_id)
+    left = [s.host for s in final.hosts if s.phase in ("committed", "activated", "staged",
+                                                        "locked", "revert-failed")]
+    ctx.journal.set_status(rollout_id, "rolled-back" if not left else "failed",
+                           "rolled back" + (f"; not on: {', '.join(sorted(set(left)))}"
+                                            if left else ""))
+    ctx.journal.unlock(rollout_id)
+    return ctx.journal.get(rollout_id)
+
