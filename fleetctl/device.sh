@@ -6,9 +6,11 @@ set -u
 do_lock() {  # INFO ID BREAK
     mkdir -p "$D" || exit 1
     if mkdir "$D/lock" 2>/dev/null; then
-        printf '%s\n' "$INFO" > "$D/lock/info"; echo acquired; exit 0
+        if printf '%s\n' "$INFO" > "$D/lock/info"; then echo acquired; exit 0; fi
+        rm -rf "$D/lock"; echo "cannot write the device lock (disk full?)" >&2; exit 1
     fi
-    holder=$(cat "$D/lock/info" 2>/dev/null || echo unknown)
+    holder=$(cat "$D/lock/info" 2>/dev/null)
+    [ -n "$holder" ] || holder="an unknown rollout (empty lock/info)"
     case "$holder" in "rollout=$ID "*) echo acquired; exit 0 ;; esac
     if [ "$BREAK" = 1 ]; then
         printf '%s\n' "$INFO" > "$D/lock/info"; echo "broke $holder"; exit 0
@@ -17,10 +19,10 @@ do_lock() {  # INFO ID BREAK
     exit 3
 }
 
-do_unlock() {  # LINE ID
-    printf '%s\n' "$LINE" >> "$D/audit.log"
+do_unlock() {  # LINE ID: the lock goes even when the audit line cannot be written
     case "$(cat "$D/lock/info" 2>/dev/null)" in "rollout=$ID "*) rm -rf "$D/lock" ;; esac
-    true
+    printf '%s\n' "$LINE" >> "$D/audit.log" || {
+        echo "audit log not written (disk full?)" >&2; exit 1; }
 }
 
 do_stage() {  # REL COMPOSE(base64) IMAGE DIGEST

@@ -6,7 +6,7 @@ Host phases, in order: ``pending``, ``locked``, ``staged``, ``activated``,
 ``committed``; or ``reverted`` / ``revert-failed`` after a failure; ``deferred``
 (unreachable before anything changed), ``failed`` (preflight or stage failed,
 nothing running changed), ``noop``, ``skipped`` (blocked by the plan),
-``rolled-back``.
+``cancelled`` (not started: the rollout stopped), ``rolled-back``.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ CREATE TABLE IF NOT EXISTS fleet_locks (
 
 ACTIVE = ("running", "paused")
 FINAL_HOST_PHASES = ("committed", "reverted", "revert-failed", "failed", "noop", "skipped",
-                     "rolled-back")
+                     "rolled-back", "cancelled")
 
 
 def operator() -> str:
@@ -172,7 +172,7 @@ class Journal:
                            (rollout_id, h.host, h.package, h.step, h.phase, h.from_digest,
                             h.from_version, h.from_release, h.to_digest, h.to_version,
                             h.to_release, h.error, now))
-        self._emit(rollout_id, None, None, "created", f"{kind} {request}")
+        self.note(rollout_id, None, None, "created", f"{kind} {request}")
 
     def claim(self, rollout_id: str) -> None:
         """This process now runs the rollout (resume, promote)."""
@@ -231,10 +231,11 @@ class Journal:
             tx.execute("UPDATE rollouts SET status = ?, message = COALESCE(?, message), "
                        "current_step = COALESCE(?, current_step), updated_at = ? WHERE id = ?",
                        (status, message, current_step, time.time(), rollout_id))
-        self._emit(rollout_id, None, None, status, message or "")
+        self.note(rollout_id, None, None, status, message or "")
 
-    def _emit(self, rollout_id: str, host: str | None, package: str | None, phase: str,
-              detail: str) -> None:
+    def note(self, rollout_id: str, host: str | None, package: str | None, phase: str,
+             detail: str) -> None:
+        """Record an event that changes no state (created, a warning...)."""
         self.db.execute("INSERT INTO rollout_events VALUES (?,?,?,?,?,?)",
                         (rollout_id, time.time(), host, package, phase, detail))
         self._notify(rollout_id, host, package, phase, detail)

@@ -92,10 +92,10 @@ def _rollback_host(ctx: Context, record: RolloutRecord, package: Package, host: 
                                         f"{current}")
         except device.StepFailed as exc:
             journal.set_host(record.id, host, name, "failed", error=str(exc))
-            write_audit(conn, record, state, f"rollback failed ({exc})")
+            write_audit(ctx, conn, record, state, f"rollback failed ({exc})")
             return
         journal.set_host(record.id, host, name, "rolled-back", f"healthy on release {target}")
-        write_audit(conn, record, state, "rolled-back")
+        write_audit(ctx, conn, record, state, "rolled-back")
 
 
 def _as_from(state: HostState, release: str) -> HostState:

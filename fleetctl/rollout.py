@@ -199,19 +199,30 @@ def _deploy_host(ctx: Context, record: RolloutRecord, plan: Plan, options: Optio
                 outcome = _deploy_package(ctx, conn, record, options, entry,
                                           states[entry.package])
             except SSHFailure as exc:
-                state = journal.get(record.id)
-                phase = next(s.phase for s in state.hosts
-                             if s.host == host and s.package == entry.package)
+                phase = _phase(journal, record.id, host, entry.package)
                 journal.set_host(record.id, host, entry.package,
                                  "deferred" if phase in ("pending", "deferred") else phase,
                                  error=f"connection lost: {exc.reason}: {exc.detail}")
                 return "deferred"
+            except (device.StepFailed, FleetError) as exc:
+                # a step outside stage/activate/gate failed (lock, commit, audit): nothing
+                # running was changed before commit; after it the journal keeps the phase
+                phase = _phase(journal, record.id, host, entry.package)
+                journal.set_host(record.id, host, entry.package,
+                                 "failed" if phase in ("pending", "deferred", "locked")
+                                 else phase, error=str(exc))
+                outcome = "failed"
             if outcome not in ("committed", "noop"):
                 for later in pending[position + 1:]:
                     journal.set_host(record.id, host, later.package, "skipped",
                                      error=f"not deployed: {entry.package} {outcome}")
                 return outcome
     return "committed"
+
+
+def _phase(journal: Journal, rollout_id: str, host: str, package: str) -> str:
+    return next(s.phase for s in journal.get(rollout_id).hosts
+                if s.host == host and s.package == package)
 
 
 def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, options: Options,
@@ -268,7 +279,7 @@ def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, optio
     previous = device.commit(conn, name, rid, options.keep_releases)
     journal.set_host(rid, host, name, "committed", f"healthy: {detail}"
                      + (f"; previous release {previous} kept" if previous else ""))
-    write_audit(conn, record, state, "committed")
+    write_audit(ctx, conn, record, state, "committed")
     return "committed"
 
 
@@ -339,14 +350,14 @@ def _fail(ctx: Context, conn: Connection, record: RolloutRecord, state: HostStat
           error: str) -> str:
     """Nothing running changed: record the failure, unlock."""
     ctx.journal.set_host(record.id, state.host, state.package, "failed", error=error)
-    write_audit(conn, record, state, f"failed ({error})")
+    write_audit(ctx, conn, record, state, f"failed ({error})")
     return "failed"
 
 
 def _finish(ctx: Context, conn: Connection, record: RolloutRecord, state: HostState,
             phase: str, detail: str) -> None:
     ctx.journal.set_host(record.id, state.host, state.package, phase, detail)
-    write_audit(conn, record, state, phase)
+    write_audit(ctx, conn, record, state, phase)
 
 
 def _revert(ctx: Context, conn: Connection, record: RolloutRecord, state: HostState,
@@ -366,12 +377,12 @@ def _revert(ctx: Context, conn: Connection, record: RolloutRecord, state: HostSt
     except device.StepFailed as exc:
         journal.set_host(record.id, state.host, state.package, "revert-failed",
                          error=f"{error}; revert failed: {exc}")
-        write_audit(conn, record, state, f"revert-failed ({error})")
+        write_audit(ctx, conn, record, state, f"revert-failed ({error})")
         return "revert-failed"
     back = f"back on release {state.from_release}" if state.from_release else \
         "removed (nothing ran before)"
     journal.set_host(record.id, state.host, state.package, "reverted", back, error=error)
-    write_audit(conn, record, state, f"reverted ({error})")
+    write_audit(ctx, conn, record, state, f"reverted ({error})")
     return "reverted"
 
 
@@ -385,13 +396,17 @@ def release_context(ctx: Context, package: Package, state: HostState,
                          service_address=address, facts=facts.to_json(), vars=dict(host_vars))
 
 
-def write_audit(conn: Connection, record: RolloutRecord, state: HostState,
+def write_audit(ctx: Context, conn: Connection, record: RolloutRecord, state: HostState,
                 result: str) -> None:
-    """Append the result to the device's audit log and release the device lock."""
+    """Release the device lock and append the result to the device's audit log (a line
+    that cannot be written, e.g. on a full disk, is noted in the journal instead)."""
     line = (f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} rollout={record.id} "
             f"package={state.package} from={state.from_digest or '-'} "
             f"to={state.to_digest or '-'} result={result} operator={operator()}")
-    device.unlock(conn, state.package, record.id, line)
+    try:
+        device.unlock(conn, state.package, record.id, line)
+    except device.StepFailed as exc:
+        ctx.journal.note(record.id, state.host, state.package, "audit-not-written", str(exc))
 
 
 def _stop(ctx: Context, record: RolloutRecord, plan: Plan, options: Options, index: int,
@@ -404,6 +419,10 @@ def _stop(ctx: Context, record: RolloutRecord, plan: Plan, options: Options, ind
     states = _states(journal, record.id)
     to_undo = [h for h in hosts if any(s.phase == "committed" for s in states[h])]
     parallel(lambda h: _undo_host(ctx, record, options, h), to_undo)
+    for state in journal.get(record.id).hosts:
+        if state.phase in ("pending", "deferred"):
+            journal.set_host(record.id, state.host, state.package, "cancelled",
+                             error=f"not started: the rollout stopped at step {index + 1}")
     message = (f"stopped at step {index + 1} of {len(record.steps)}: failed on "
                f"{', '.join(failed)}; " + _summary(_states(journal, record.id)))
     journal.set_status(record.id, "failed", message)
@@ -430,9 +449,13 @@ def _undo_host(ctx: Context, record: RolloutRecord, options: Options, host: str)
         facts = live_facts(conn)
         for s in undo:
             package = ctx.catalog.get(s.package)
-            device.lock(conn, s.package, record.id, operator(), options.break_lock)
             try:
-                if s.phase in ("locked", "staged"):
+                device.lock(conn, s.package, record.id, operator(), options.break_lock)
+                ours = any(c.release == record.id
+                           for c in device.containers(conn, s.package))
+                if s.phase != "committed" and not ours:
+                    # the journal is written after each device step: a controller killed
+                    # between the two leaves "staged" while the release already runs
                     detail = "nothing had changed"
                 else:
                     device.switch_to(conn, s.package, s.from_release,
@@ -448,10 +471,10 @@ def _undo_host(ctx: Context, record: RolloutRecord, options: Options, host: str)
                             raise device.StepFailed(f"previous release unhealthy: {why}")
             except device.StepFailed as exc:
                 journal.set_host(record.id, host, s.package, "revert-failed", error=str(exc))
-                write_audit(conn, record, s, f"rollback failed ({exc})")
+                write_audit(ctx, conn, record, s, f"rollback failed ({exc})")
                 continue
             journal.set_host(record.id, host, s.package, "rolled-back", detail)
-            write_audit(conn, record, s, "rolled-back")
+            write_audit(ctx, conn, record, s, "rolled-back")
     return "rolled-back"
 
 

@@ -64,7 +64,7 @@ class StateDB:
         self.dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = state_dir / "state.db"
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a transaction may read through other methods
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                    timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")

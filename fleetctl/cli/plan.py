@@ -136,7 +136,7 @@ def plan(
         raise typer.Exit(4)
 
 
-def render_plan(plan) -> None:
+def render_plan(plan, console=out) -> None:
     """The plan as a table, then its totals and the hosts that did not answer."""
     from collections import Counter
 
@@ -150,13 +150,13 @@ def render_plan(plan) -> None:
         target = f"{e.tag} {_short(e.digest)}" if e.digest else "-"
         table.add_row(e.host, e.package, f"[{colours[e.action]}]{e.action}[/]", current,
                       target, _mib(e.pull_bytes), e.reason)
-    out.print(table)
+    console.print(table)
     counts = Counter(e.action for e in plan.entries)
     total = sum(e.pull_bytes for e in plan.entries)
-    out.print(", ".join(f"{n} {a}" for a, n in counts.items()) + f"; {_mib(total)} to pull",
-              highlight=False)
+    console.print(", ".join(f"{n} {a}" for a, n in counts.items()) + f"; {_mib(total)} to pull",
+                  highlight=False)
     for host, why in plan.unreachable.items():
-        out.print(f"[red]unreachable[/] {host}: {why}", highlight=False)
+        console.print(f"[red]unreachable[/] {host}: {why}", highlight=False)
 
 
 def _short(digest: str | None) -> str:

@@ -178,11 +178,12 @@ def deploy(
             raise FleetError("say which hosts: --group G or --limit PATTERN", exit_code=2)
         the_plan, _ = make_plan([request], inventory, group, limit, where, True, 0.0, timeout,
                                 host_key_policy, state_dir, packages, 300.0)
-    render_plan(the_plan)
+    render_plan(the_plan, err if report else out)
     if dry_run:
         return
     if not any(e.action not in ("noop", "blocked") for e in the_plan.entries):
-        out.print("nothing to do: every host is at its target or blocked")
+        (err if report else out).print("nothing to do: every host is at its target or "
+                                        "blocked")
         raise typer.Exit(4 if the_plan.unreachable else 0)
     if not yes:
         if not sys.stdin.isatty():
