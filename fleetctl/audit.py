@@ -5,6 +5,7 @@ Rules come from a YAML file (``--rules``) or the defaults::
     min_jetpack: "6.0"            # hosts on an older JetPack are flagged (default: none)
     require_nvidia_runtime: true  # Jetsons whose Docker lacks the nvidia runtime (default)
     min_free_disk: 2g             # free space on the Docker root (default 512m)
+    drift: true                   # hosts not running what the rollout journal says (default)
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from fleetctl.errors import InputError
+from fleetctl.facts import HostFacts
 from fleetctl.probe import ProbeResult
 from fleetctl.sizes import parse_size
 from fleetctl.yamlfile import Located, load_yaml
 
-RULE_KEYS = {"min_jetpack", "require_nvidia_runtime", "min_free_disk"}
+RULE_KEYS = {"min_jetpack", "require_nvidia_runtime", "min_free_disk", "drift"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Rules:
     min_jetpack: str | None = None
     require_nvidia_runtime: bool = True
     min_free_disk_mb: int | None = 512
+    drift: bool = True
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,11 @@ def load_rules(path: Path | None) -> Rules:
         disk_mb = parse_size(disk) // 2**20 if disk is not None else rules.min_free_disk_mb
     except ValueError as exc:
         raise InputError(f"{path}:{line('min_free_disk')}: min_free_disk: {exc}") from None
-    return Rules(str(min_jetpack) if min_jetpack is not None else None, runtime, disk_mb)
+    drift = doc.get("drift", rules.drift)
+    if not isinstance(drift, bool):
+        raise InputError(f"{path}:{line('drift')}: drift: should be true or false")
+    return Rules(str(min_jetpack) if min_jetpack is not None else None, runtime, disk_mb,
+                 drift)
 
 
 def row(result: ProbeResult) -> dict:
@@ -108,8 +115,10 @@ def summary(results: list[ProbeResult]) -> dict:
     }
 
 
-def findings(results: list[ProbeResult], rules: Rules) -> list[Finding]:
-    """Every rule every answering host breaks."""
+def findings(results: list[ProbeResult], rules: Rules,
+             journal: dict[tuple[str, str], dict] | None = None) -> list[Finding]:
+    """Every rule every answering host breaks. ``journal`` maps (host, package) to the
+    digest the rollout journal last left there (:meth:`Journal.last_known`)."""
     found = []
     for result in results:
         f, name = result.facts, result.host.name
@@ -133,4 +142,29 @@ def findings(results: list[ProbeResult], rules: Rules) -> list[Finding]:
                 and f.disk_free_mb < rules.min_free_disk_mb):
             found.append(Finding(name, "min_free_disk", f"{f.disk_free_mb} MiB free on "
                                  f"{f.docker_root}, below {rules.min_free_disk_mb} MiB"))
+        if rules.drift and journal is not None:
+            found.extend(drift(name, f, journal))
+    return found
+
+
+def drift(host: str, facts: HostFacts, journal: dict[tuple[str, str], dict]) -> list[Finding]:
+    """Where the host differs from the journal: another digest, a package gone, or a
+    fleetctl package the journal never deployed."""
+    running = {c.package: c for c in facts.containers if c.package}
+    found = []
+    for (name, package), known in journal.items():
+        if name != host:
+            continue
+        container = running.pop(package, None)
+        want, rollout = known["digest"], known["rollout"]
+        if container is None and want:
+            found.append(Finding(host, "drift", f"{package} is not there; the journal has "
+                                 f"{want[:19]} (rollout {rollout})"))
+        elif container is not None and (want is None or container.digest != want):
+            found.append(Finding(host, "drift", f"{package} runs "
+                                 f"{(container.digest or container.image)[:19]}; the journal "
+                                 f"has {(want or 'nothing')[:19]} (rollout {rollout})"))
+    for package, container in running.items():
+        found.append(Finding(host, "drift", f"{package} ({container.image}) was not deployed "
+                             f"by this controller's journal"))
     return found

@@ -288,14 +288,18 @@ class Journal:
         sql += " ORDER BY h.updated_at DESC LIMIT ?"
         return self.db.query(sql, (*params, limit))
 
-    def last_committed(self) -> dict[tuple[str, str], dict[str, Any]]:
-        """(host, package) -> the latest journal entry that left a release running there."""
+    def last_known(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """(host, package) -> the digest the journal last left running there, with the
+        rollout that did it (None when it removed the package)."""
         rows = self.db.query(
-            "SELECT host, package, phase, to_digest, from_digest, rollout_id, updated_at FROM "
-            "rollout_hosts WHERE phase IN ('committed', 'rolled-back', 'reverted') "
-            "ORDER BY updated_at")
+            "SELECT h.host, h.package, h.phase, h.to_digest, h.from_digest, h.rollout_id, "
+            "r.kind FROM rollout_hosts h JOIN rollouts r ON r.id = h.rollout_id WHERE "
+            "h.phase IN ('committed', 'noop', 'reverted', 'rolled-back') ORDER BY h.updated_at")
         result = {}
         for row in rows:
-            digest = row["to_digest"] if row["phase"] == "committed" else row["from_digest"]
-            result[(row["host"], row["package"])] = {**row, "digest": digest}
+            back = row["phase"] == "reverted" or (row["phase"] == "rolled-back"
+                                                 and row["kind"] == "deploy")
+            result[(row["host"], row["package"])] = {
+                "digest": row["from_digest"] if back else row["to_digest"],
+                "rollout": row["rollout_id"]}
         return result

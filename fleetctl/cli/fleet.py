@@ -110,7 +110,7 @@ def audit(
     results = probe_selected(inventory, group, limit, where, refresh, max_age, timeout,
                      host_key_policy, state_dir)
     rows = [core.row(r) for r in results]
-    found = core.findings(results, checks)
+    found = core.findings(results, checks, _journal_digests(state_dir))
     total = core.summary(results)
     if output == "json":
         print(json.dumps({"hosts": rows, "summary": total,
@@ -121,6 +121,13 @@ def audit(
         _render_audit(rows, total, found)
     if total["unreachable"]:
         raise typer.Exit(4)
+
+
+def _journal_digests(state_dir: Path | None) -> dict:
+    from fleetctl.journal import Journal
+    from fleetctl.state import StateDB, default_state_dir
+
+    return Journal(StateDB(state_dir or default_state_dir())).last_known()
 
 
 def _render_csv(rows: list[dict]) -> None:

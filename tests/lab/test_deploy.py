@@ -85,8 +85,8 @@ def test_healthy_upgrade_in_steps(lab: Lab, state: Path) -> None:
         assert f"rollout={report['id']}" in audit and f"to={new[host]}" in audit
         assert "result=committed" in audit
         # the previous release is kept, its image pinned by a stopped keeper container
-        keep = lab.ssh(host, "readlink /opt/fleetctl/ollama/previous; docker ps -a --filter "
-                             "label=io.fleetctl.keep=ollama --no-trunc --format '{{.Image}}'").stdout
+        keep = lab.ssh(host, "readlink /opt/fleetctl/ollama/previous; docker ps -a --no-trunc "
+                             "--filter label=io.fleetctl.keep=ollama --format '{{.Image}}'").stdout
         assert old[host] in keep
     again = deploy(lab, state, "ollama:0.7.0")
     assert again.returncode == 0 and "nothing to do" in again.stderr   # re-run: a no-op
@@ -249,3 +249,17 @@ def test_rollback_package_to_previous_release_and_history(lab: Lab, state: Path)
     assert missing.returncode == 1
     [host] = json.loads(missing.stdout)["hosts"]
     assert "release 19990101T000000-dead is not on the device" in host["error"]
+
+
+def test_audit_reports_drift_from_the_journal(lab: Lab, state: Path) -> None:
+    baseline(lab, state)
+    lab.ssh("jetson-a1", "docker rm -f $(docker ps -q --filter "
+                         "label=com.docker.compose.project=ollama)")
+    try:
+        audit = fleetctl("audit", "-i", lab.status["inventory"], "--state-dir", str(state),
+                         "--limit", TARGET, "--refresh", "--format", "json")
+        drift = [f for f in json.loads(audit.stdout)["findings"] if f["rule"] == "drift"]
+        assert [f["host"] for f in drift] == ["jetson-a1"]
+        assert drift[0]["message"].startswith("ollama is not there; the journal has sha256:")
+    finally:
+        baseline(lab, state)

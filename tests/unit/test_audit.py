@@ -68,3 +68,30 @@ def test_bad_rules(tmp_path: Path, text: str, message: str) -> None:
     path.write_text(text)
     with pytest.raises(InputError, match=message):
         load_rules(path)
+
+
+def test_drift_against_the_journal() -> None:
+    from fleetctl.audit import drift
+    from fleetctl.facts import Container, HostFacts
+
+    a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    facts = HostFacts(hostname="j", machine="aarch64", kernel="k", containers=[
+        Container("ollama_ollama_1", f"127.0.0.1:5000/dustynv/ollama@{b}", "running", "healthy",
+                  "ollama", "ollama", "0.7.0", "r2", b),
+        Container("webui", "ghcr.io/open-webui/open-webui@x", "running", None, "open-webui",
+                  "open-webui", "0.6.9", "r1", None)])
+    journal = {("j", "ollama"): {"digest": a, "rollout": "r1"},
+               ("j", "llama-cpp"): {"digest": a, "rollout": "r0"},
+               ("j", "removed"): {"digest": None, "rollout": "r3"},
+               ("other", "ollama"): {"digest": a, "rollout": "r1"}}
+    messages = sorted(f.message for f in drift("j", facts, journal))
+    assert messages == [
+        f"llama-cpp is not there; the journal has {a[:19]} (rollout r0)",
+        f"ollama runs {b[:19]}; the journal has {a[:19]} (rollout r1)",
+        "open-webui (ghcr.io/open-webui/open-webui@x) was not deployed by this controller's "
+        "journal",
+    ]
+    removed = drift("j", facts, {("j", "ollama"): {"digest": b, "rollout": "r2"},
+                                 ("j", "open-webui"): {"digest": None, "rollout": "r1"}})
+    assert [f.message for f in removed] == [
+        "open-webui runs ghcr.io/open-webui/; the journal has nothing (rollout r1)"]
