@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""A full rollout of ollama 0.6.8 -> 0.7.0 on K lab Jetsons (R36.4.3 Orin Nano, each
+with its own dockerd), three ways, each on a fresh lab:
+
+- baseline: in parallel on every host, `ssh host 'docker-compose pull && up -d'`, then
+  the same health wait as the package's gate (GET /api/version answering 3 times in
+  a row, every 2 s);
+- fleetctl deploy --steps 100% (one step: what fleetctl's own work costs);
+- fleetctl deploy --steps 1,50%,100% (canary, then health-gated steps).
+
+Prints wall time, controller CPU per host, and fleetctl's overhead per host over the
+baseline. Usage, as root with no lab running: .venv/bin/python bench/deploy.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = """services:
+  ollama:
+    image: {image}
+    runtime: nvidia
+    network_mode: host
+    restart: unless-stopped
+    command: ["ollama", "serve"]
+    environment: {{OLLAMA_HOST: "{address}:11434"}}
+"""
+
+
+def fleetctl(*args: str, check: bool = True) -> str:
+    result = subprocess.run([sys.executable, "-m", "fleetctl", *args], cwd=ROOT,
+                            capture_output=True, text=True)
+    if check and result.returncode != 0:
+        sys.exit(f"fleetctl {' '.join(args)} failed: {result.stderr.strip()[-400:]}")
+    return result.stdout
+
+
+def cpu_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def healthy(address: str, times: int = 3, interval: float = 2.0, limit: float = 90) -> None:
+    streak, deadline = 0, time.monotonic() + limit
+    while streak < times:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{address} never became healthy")
+        try:
+            with urllib.request.urlopen(f"http://{address}:11434/api/version", timeout=5):
+                streak += 1
+        except OSError:
+            streak = 0
+        if streak < times:
+            time.sleep(interval)
+
+
+def baseline(status: dict, image: str) -> None:
+    def one(host: dict) -> None:
+        compose = COMPOSE.format(image=image, address=host["address"])
+        script = (f"mkdir -p /opt/bench && cd /opt/bench && cat > compose.yml <<'EOF'\n"
+                  f"{compose}EOF\ndocker-compose -p bench pull -q && "
+                  f"docker-compose -p bench up -d")
+        subprocess.run(["ssh", "-F", status["ssh_config"], host["address"], script],
+                       check=True, capture_output=True)
+        healthy(host["address"])
+
+    with ThreadPoolExecutor(len(status["hosts"])) as pool:
+        list(pool.map(one, status["hosts"]))
+
+
+def lab_up(spec: Path, hosts: int) -> dict:
+    fleetctl("lab", "up", "--spec", str(spec), "--hosts", str(hosts))
+    return json.loads(fleetctl("lab", "status", "--json"))
+
+
+def timed(work) -> tuple[float, float]:
+    cpu, start = cpu_children(), time.monotonic()
+    work()
+    return time.monotonic() - start, cpu_children() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--hosts", type=int, default=8)
+    args = parser.parse_args()
+    if json.loads(fleetctl("lab", "status", "--json"))["up"]:
+        sys.exit("a lab is up: run `fleetctl lab down` first (this benchmark owns the lab)")
+    default = yaml.safe_load((ROOT / "inventories" / "lab" / "fleet.yml").read_text())
+    orin = next(h for h in default["hosts"] if h["name"] == "jetson-a1")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        spec = tmp / "spec.yml"
+        spec.write_text(yaml.safe_dump({"hosts": [{**orin, "name": "orin"}]}))
+        for case in ("baseline", "fleetctl 100%", "fleetctl 1,50%,100%"):
+            status = lab_up(spec, args.hosts)
+            try:
+                images = status["registry"]["images"]
+                pin = {v: "127.0.0.1:5000/dustynv/ollama@"
+                       + images[f"dustynv/ollama:{v}-r36.4.0-cu126-22.04"]
+                       for v in ("0.6.8", "0.7.0")}
+                state = tmp / case.replace(" ", "_")
+                common = ["-i", status["inventory"], "--state-dir", str(state), "--limit",
+                          "all", "--yes"]
+                if case == "baseline":
+                    baseline(status, pin["0.6.8"])
+                    results[case] = timed(partial(baseline, status, pin["0.7.0"]))
+                else:
+                    steps = case.split()[1]
+                    fleetctl("deploy", "ollama:0.6.8", *common, "--steps", "100%")
+                    results[case] = timed(partial(fleetctl, "deploy", "ollama:0.7.0",
+                                                  *common, "--steps", steps))
+            finally:
+                fleetctl("lab", "down")
+    k = args.hosts
+    print(f"upgrade ollama 0.6.8 -> 0.7.0 on {k} lab hosts (one run each, fresh lab)")
+    print(f"{'case':<22} {'wall s':>7} {'CPU s':>6} {'CPU ms/host':>11} {'overhead/host':>13}")
+    base = results["baseline"][0]
+    for case, (wall, cpu) in results.items():
+        extra = "" if case == "baseline" else f"{(wall - base) / k:>12.2f}s"
+        print(f"{case:<22} {wall:>7.2f} {cpu:>6.2f} {cpu / k * 1000:>11.0f} {extra}")
+
+
+if __name__ == "__main__":
+    main()
