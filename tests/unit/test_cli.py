@@ -11,7 +11,9 @@ from fleetctl import __version__
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = [["lab", "up"], ["lab", "status"], ["lab", "down"], ["lab", "fault"],
             ["lab", "heal"], ["inventory", "list"], ["inventory", "graph"], ["audit"],
-            ["facts"]]
+            ["facts"], ["packages", "list"], ["packages", "show"], ["plan"], ["deploy"],
+            ["rollout", "list"], ["rollout", "status"], ["rollout", "resume"],
+            ["rollout", "promote"], ["rollback"], ["history"]]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -60,3 +62,19 @@ def test_inventory_list_json_of_the_example() -> None:
     result = run("inventory", "list", "-i", "inventories/example", "--limit", "orin", "--json")
     assert result.returncode == 0
     assert list(json.loads(result.stdout)) == ["line1-cam01", "line2-qa01"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["deploy", "ollama", "--group", "x", "--steps", "0"], "--steps: step '0'"),
+    (["deploy", "ollama", "--group", "x", "--max-failures", "lots"], "--max-failures: 'lots'"),
+    (["deploy", "ollama", "--group", "x", "--pause", "soon"], "--pause 'soon'"),
+    (["deploy", "ollama"], "say which hosts"),
+    (["deploy", "ollama", "--plan", "/nonexistent/plan.json"], "plan.json: cannot read"),
+    (["packages", "show", "nothing", "--packages", "packages"], "no package 'nothing'"),
+    (["rollout", "status", "nope", "--state-dir", "/tmp/fleetctl-test-empty"], "no rollout"),
+])
+def test_bad_rollout_flags_fail_in_one_line(args: list[str], message: str) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
