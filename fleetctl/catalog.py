@@ -284,17 +284,25 @@ def _versions(doc: Located, path: Path) -> tuple[tuple[str, ...], str]:
     return tuple(versions), defaults[0]
 
 
+def _section(doc: Located, path: Path, key: str, keys: set[str]) -> Located | None:
+    """A nested mapping (``health``, ``resources``) with only known keys, or None."""
+    raw = doc.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, Located):
+        raise InputError(f"{path}:{doc.line_of(key)}: {key} is a mapping with "
+                         f"{' or '.join(sorted(keys))}")
+    unknown = sorted(set(raw) - keys, key=str)
+    if unknown:
+        raise InputError(f"{path}:{raw.line_of(unknown[0])}: unknown {key} key "
+                         f"{unknown[0]!r}; keys: {', '.join(sorted(keys))}")
+    return raw
+
+
 def _health(doc: Located, path: Path) -> Health:
-    raw = doc.get("health")
+    raw = _section(doc, path, "health", HEALTH_KEYS)
     if raw is None:
         return Health()
-    if not isinstance(raw, Located):
-        raise InputError(f"{path}:{doc.line_of('health')}: health is a mapping with http or "
-                         f"command")
-    unknown = sorted(set(raw) - HEALTH_KEYS, key=str)
-    if unknown:
-        raise InputError(f"{path}:{raw.line_of(unknown[0])}: unknown health key "
-                         f"{unknown[0]!r}; keys: {', '.join(sorted(HEALTH_KEYS))}")
     if ("http" in raw) == ("command" in raw):
         raise InputError(f"{path}:{raw.line}: health needs exactly one of http or command")
     values: dict[str, Any] = {}
@@ -319,16 +327,9 @@ def _health(doc: Located, path: Path) -> Health:
 
 
 def _resources(doc: Located, path: Path) -> tuple[int, int]:
-    raw = doc.get("resources")
+    raw = _section(doc, path, "resources", RESOURCE_KEYS)
     if raw is None:
         return 0, 0
-    if not isinstance(raw, Located):
-        raise InputError(f"{path}:{doc.line_of('resources')}: resources is a mapping with "
-                         f"min_memory and min_free_disk")
-    unknown = sorted(set(raw) - RESOURCE_KEYS, key=str)
-    if unknown:
-        raise InputError(f"{path}:{raw.line_of(unknown[0])}: unknown resources key "
-                         f"{unknown[0]!r}; keys: {', '.join(sorted(RESOURCE_KEYS))}")
     sizes = []
     for key in ("min_memory", "min_free_disk"):
         try:

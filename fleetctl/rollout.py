@@ -186,12 +186,9 @@ def _deploy_host(ctx: Context, record: RolloutRecord, plan: Plan, options: Optio
     pending = [e for e in entries if states[e.package].phase not in FINAL_HOST_PHASES]
     if not pending:
         return "done"
-    try:
-        conn = connect_host(ctx, host, options.connect_timeout)
-    except SSHFailure as exc:
-        for entry in pending:
-            journal.set_host(record.id, host, entry.package, "deferred",
-                             error=f"{exc.reason}: {exc.detail}")
+    conn = _connect_or_defer(ctx, record, host, options, [(e.package, "deferred")
+                                                          for e in pending], "")
+    if conn is None:
         return "deferred"
     with conn:
         for position, entry in enumerate(pending):
@@ -218,6 +215,18 @@ def _deploy_host(ctx: Context, record: RolloutRecord, plan: Plan, options: Optio
                                      error=f"not deployed: {entry.package} {outcome}")
                 return outcome
     return "committed"
+
+
+def _connect_or_defer(ctx: Context, record: RolloutRecord, host: str, options: Options,
+                      phases: list[tuple[str, str]], prefix: str) -> Connection | None:
+    """Connect, or record why not on each (package, phase) and return None."""
+    try:
+        return connect_host(ctx, host, options.connect_timeout)
+    except SSHFailure as exc:
+        for package, phase in phases:
+            ctx.journal.set_host(record.id, host, package, phase,
+                                 error=f"{prefix}{exc.reason}: {exc.detail}")
+        return None
 
 
 def _phase(journal: Journal, rollout_id: str, host: str, package: str) -> str:
@@ -438,12 +447,9 @@ def _undo_host(ctx: Context, record: RolloutRecord, options: Options, host: str)
             if s.phase in ("committed", "locked", "staged", "activated", "reverting")]
     if not undo:
         return "nothing to undo"
-    try:
-        conn = connect_host(ctx, host, options.connect_timeout)
-    except SSHFailure as exc:
-        for s in undo:
-            journal.set_host(record.id, host, s.package, s.phase,
-                             error=f"rollback deferred: {exc.reason}: {exc.detail}")
+    conn = _connect_or_defer(ctx, record, host, options, [(s.package, s.phase) for s in undo],
+                             "rollback deferred: ")
+    if conn is None:
         return "deferred"
     with conn:
         facts = live_facts(conn)

@@ -65,6 +65,20 @@ def baseline(lab: Lab, state: Path, version: str = "0.6.8") -> None:
         assert running(lab, host)["digest"] == want[host]
 
 
+def deploy_with_fault(lab: Lab, state: Path, tmp_path: Path, fault: str, *args: str):
+    """Plan the upgrade to 0.7.0 while all is well, break jetson-a2, deploy the plan with
+    jetson-a1 as the canary, heal. (Planned after the fault, a2 would be left out.)"""
+    plan = tmp_path / "plan.json"
+    fleetctl("plan", "ollama:0.7.0", "-i", lab.status["inventory"], "--state-dir", str(state),
+             "--limit", TARGET, "--refresh", "--out", str(plan))
+    fleetctl("lab", "fault", "jetson-a2", fault)
+    try:
+        return deploy(lab, state, "ollama:0.7.0", "--plan", str(plan), "--canary", "jetson-a1",
+                      *args)
+    finally:
+        fleetctl("lab", "heal", "jetson-a2")
+
+
 def test_healthy_upgrade_in_steps(lab: Lab, state: Path) -> None:
     baseline(lab, state)
     result = deploy(lab, state, "ollama:0.7.0", "--steps", "1,50%,100%")
@@ -116,15 +130,7 @@ def test_bad_release_is_stopped_at_the_canary(lab: Lab, state: Path, version: st
 def test_unreachable_host_is_deferred_then_resumed(lab: Lab, state: Path,
                                                    tmp_path: Path) -> None:
     baseline(lab, state)
-    plan = tmp_path / "plan.json"
-    fleetctl("plan", "ollama:0.7.0", "-i", lab.status["inventory"], "--state-dir", str(state),
-             "--limit", TARGET, "--refresh", "--out", str(plan))
-    fleetctl("lab", "fault", "jetson-a2", "unreachable")
-    try:
-        result = deploy(lab, state, "ollama:0.7.0", "--plan", str(plan), "--canary",
-                        "jetson-a1", "--timeout", "2")
-    finally:
-        fleetctl("lab", "heal", "jetson-a2")
+    result = deploy_with_fault(lab, state, tmp_path, "unreachable", "--timeout", "2")
     assert result.returncode == 4, result.stderr
     report = json.loads(result.stdout)
     hosts = {h["host"]: h for h in report["hosts"]}
@@ -142,15 +148,7 @@ def test_unreachable_host_is_deferred_then_resumed(lab: Lab, state: Path,
 def test_disk_full_host_keeps_serving_its_old_release(lab: Lab, state: Path,
                                                       tmp_path: Path) -> None:
     baseline(lab, state)
-    plan = tmp_path / "plan.json"      # planned while the disk had room (a plan blocks it)
-    fleetctl("plan", "ollama:0.7.0", "-i", lab.status["inventory"], "--state-dir", str(state),
-             "--limit", TARGET, "--refresh", "--out", str(plan))
-    fleetctl("lab", "fault", "jetson-a2", "disk-full")
-    try:
-        result = deploy(lab, state, "ollama:0.7.0", "--plan", str(plan), "--canary",
-                        "jetson-a1", "--max-failures", "100%")
-    finally:
-        fleetctl("lab", "heal", "jetson-a2")
+    result = deploy_with_fault(lab, state, tmp_path, "disk-full", "--max-failures", "100%")
     report = json.loads(result.stdout)
     hosts = {h["host"]: h for h in report["hosts"]}
     assert hosts["jetson-a2"]["phase"] == "failed"
