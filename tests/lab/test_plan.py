@@ -120,3 +120,28 @@ def test_parse_reference_defaults() -> None:
     assert str(parse_reference("ubuntu")) == "library/ubuntu"
     ref = parse_reference("127.0.0.1:5000/dustynv/ollama@sha256:" + "a" * 64)
     assert (ref.registry, ref.repository, ref.tag) == (MIRROR, "dustynv/ollama", None)
+
+
+def test_deploy_refuses_a_plan_whose_tag_moved(lab: Lab, tmp_path: Path) -> None:
+    from fleetctl.lab.images import LabImage, push_images
+    from fleetctl.lab.registry import unpacked
+    from fleetctl.lab.system import LabPaths
+
+    plan_file = tmp_path / "plan.json"
+    plan(lab, tmp_path, "ollama:0.6.8", "--limit", "jetson-b1", "--out", str(plan_file),
+         check=True)
+    tag = "0.6.8-r36.4.0-cu126-22.04"
+    busybox = unpacked(LabPaths.default(), "busybox-static")   # the lab's own, as it pushed
+    moved = LabImage("dustynv/ollama", tag, "ollama", "0.6.8", mode="broken")
+    original = LabImage("dustynv/ollama", tag, "ollama", "0.6.8")
+    push_images(f"http://{MIRROR}", busybox, [moved])      # someone re-pushes the tag
+    try:
+        result = fleetctl("deploy", "ollama:0.6.8", "--plan", str(plan_file), "-i",
+                          lab.status["inventory"], "--state-dir", str(tmp_path), "--yes",
+                          check=False)
+    finally:
+        push_images(f"http://{MIRROR}", busybox, [original])
+    assert result.returncode == 2
+    assert f"is stale: dustynv/ollama:{tag} (amd64) now points at sha256:" in result.stderr
+    again = RegistryClient(MIRROR).images("dustynv/ollama", tag)
+    assert again[0].digest == lab.status["registry"]["images"][f"dustynv/ollama:{tag}"]
