@@ -192,6 +192,26 @@ def unmet_requirements(requires: tuple[str, ...] | list[str], facts: HostFacts) 
     return unmet
 
 
+def tag_reject_reason(facts: HostFacts, tag: str, l4t_bound: bool) -> str | None:
+    """Why an image tagged ``tag`` cannot run on the host, judged by the tag's name
+    alone (L4T family, CUDA major), or None when its name allows it."""
+    parsed = parse_tag(tag)
+    if facts.is_jetson:
+        if parsed["l4t"] is None and l4t_bound:
+            return "no L4T in the tag; this package's images must name their L4T"
+        if parsed["l4t"] is not None and not l4t_compatible(facts.l4t, parsed["l4t"]):
+            if facts.l4t is None:
+                return f"built for L4T r{parsed['l4t']}; host L4T is unknown"
+            return (f"built for L4T r{parsed['l4t']}; host L4T {facts.l4t}: "
+                    f"{l4t_family(facts.l4t)}")
+    elif parsed["l4t"] is not None:
+        return f"built for L4T r{parsed['l4t']} (a Jetson image); host is {facts.platform}"
+    cuda = parsed["cuda"]
+    if cuda and facts.cuda and cuda.split(".")[0] != facts.cuda.split(".")[0]:
+        return f"CUDA {cuda}, host has CUDA {facts.cuda} (major differs)"
+    return None
+
+
 def reject_reason(facts: HostFacts, candidate: Candidate, l4t_bound: bool) -> str | None:
     """Why ``candidate`` cannot run on the host, or None when it can.
 
@@ -200,18 +220,9 @@ def reject_reason(facts: HostFacts, candidate: Candidate, l4t_bound: bool) -> st
     """
     if candidate.tag is None:
         return "untagged local image: nothing says which L4T it was built for"
-    tag = candidate.parsed
-    if facts.is_jetson:
-        if tag["l4t"] is None and l4t_bound:
-            return "no L4T in the tag; this package's images must name their L4T"
-        if tag["l4t"] is not None and not l4t_compatible(facts.l4t, tag["l4t"]):
-            if facts.l4t is None:
-                return f"built for L4T r{tag['l4t']}; host L4T is unknown"
-            return f"built for L4T r{tag['l4t']}; host L4T {facts.l4t}: {l4t_family(facts.l4t)}"
-    elif tag["l4t"] is not None:
-        return f"built for L4T r{tag['l4t']} (a Jetson image); host is {facts.platform}"
-    if tag["cuda"] and facts.cuda and tag["cuda"].split(".")[0] != facts.cuda.split(".")[0]:
-        return f"CUDA {tag['cuda']}, host has CUDA {facts.cuda} (major differs)"
+    by_name = tag_reject_reason(facts, candidate.tag, l4t_bound)
+    if by_name:
+        return by_name
     if candidate.digest is None:
         return "no registry digest to pin it by (a local build?)"
     host_arch = facts.docker_arch or jetson.docker_arch(facts.machine)

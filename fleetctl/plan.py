@@ -19,13 +19,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from fleetctl.autotag import (
-    Candidate,
-    choose,
-    l4t_compatible,
-    merge_local,
-    parse_tag,
-)
+from fleetctl.autotag import Candidate, choose, merge_local, tag_reject_reason
 from fleetctl.catalog import Catalog, Package, Request, requirement_kind
 from fleetctl.errors import InputError
 from fleetctl.facts import Container, HostFacts
@@ -230,20 +224,7 @@ def plan_host(host: str, facts: HostFacts, package: Package, requested: str | No
 def tag_may_fit(tag: str, facts: list[HostFacts], bound: bool) -> bool:
     """Whether a tag could fit any of these hosts by its name alone (so its manifest
     is worth fetching). Tags that no host could take are judged by name only."""
-    parsed = parse_tag(tag)
-    for host in facts:
-        if host.is_jetson:
-            if parsed["l4t"] is None and bound:
-                continue
-            if parsed["l4t"] is not None and not l4t_compatible(host.l4t, parsed["l4t"]):
-                continue
-        elif parsed["l4t"] is not None:
-            continue
-        if parsed["cuda"] and host.cuda and parsed["cuda"].split(".")[0] != \
-                host.cuda.split(".")[0]:
-            continue
-        return True
-    return False
+    return any(tag_reject_reason(host, tag, bound) is None for host in facts)
 
 
 def registry_endpoint(host_vars: dict[str, Any], ref: ImageRef) -> ImageRef:

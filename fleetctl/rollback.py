@@ -17,7 +17,7 @@ from fleetctl.rollout import (
     gate,
     live_facts,
     parallel,
-    release_context,
+    render_context,
     write_audit,
 )
 from fleetctl.ssh import SSHFailure
@@ -84,7 +84,7 @@ def _rollback_host(ctx: Context, record: RolloutRecord, package: Package, host: 
         try:
             device.switch_to(conn, name, target, compose, make_current=True)
             ok, detail = gate(conn, package, target,
-                              release_context(ctx, package, _as_from(state, target), facts),
+                              render_context(ctx, package, host, target, facts),
                               options.gate_timeout, ctx.sleep)
             if not ok:
                 device.switch_to(conn, name, current, compose, make_current=True)
@@ -97,8 +97,3 @@ def _rollback_host(ctx: Context, record: RolloutRecord, package: Package, host: 
         journal.set_host(record.id, host, name, "rolled-back", f"healthy on release {target}")
         write_audit(ctx, conn, record, state, "rolled-back")
 
-
-def _as_from(state: HostState, release: str) -> HostState:
-    """``state`` seen as 'the release to check is ``release``'."""
-    return HostState(state.host, state.package, state.step, state.phase,
-                     from_release=release)

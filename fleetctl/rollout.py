@@ -196,7 +196,7 @@ def _deploy_host(ctx: Context, record: RolloutRecord, plan: Plan, options: Optio
                 outcome = _deploy_package(ctx, conn, record, options, entry,
                                           states[entry.package])
             except SSHFailure as exc:
-                phase = _phase(journal, record.id, host, entry.package)
+                phase = _state(journal, record.id, host, entry.package).phase
                 journal.set_host(record.id, host, entry.package,
                                  "deferred" if phase in ("pending", "deferred") else phase,
                                  error=f"connection lost: {exc.reason}: {exc.detail}")
@@ -204,7 +204,7 @@ def _deploy_host(ctx: Context, record: RolloutRecord, plan: Plan, options: Optio
             except (device.StepFailed, FleetError) as exc:
                 # a step outside stage/activate/gate failed (lock, commit, audit): nothing
                 # running was changed before commit; after it the journal keeps the phase
-                phase = _phase(journal, record.id, host, entry.package)
+                phase = _state(journal, record.id, host, entry.package).phase
                 journal.set_host(record.id, host, entry.package,
                                  "failed" if phase in ("pending", "deferred", "locked")
                                  else phase, error=str(exc))
@@ -229,8 +229,9 @@ def _connect_or_defer(ctx: Context, record: RolloutRecord, host: str, options: O
         return None
 
 
-def _phase(journal: Journal, rollout_id: str, host: str, package: str) -> str:
-    return next(s.phase for s in journal.get(rollout_id).hosts
+def _state(journal: Journal, rollout_id: str, host: str, package: str) -> HostState:
+    """The journal's current record of one host and package."""
+    return next(s for s in journal.get(rollout_id).hosts
                 if s.host == host and s.package == package)
 
 
@@ -249,7 +250,7 @@ def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, optio
                          from_release=current, error=None,
                          from_digest=running.digest if running else None,
                          from_version=running.version if running else None)
-        state = next(s for s in journal.get(rid).hosts if s.host == host and s.package == name)
+        state = _state(journal, rid, host, name)
         if running and running.digest == entry.digest and running.release:
             _finish(ctx, conn, record, state, "noop", "already at the target digest")
             return "noop"
@@ -265,7 +266,7 @@ def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, optio
     if failed_checks and state.phase == "locked":
         return _fail(ctx, conn, record, state, "preflight: " + "; ".join(
             f"{c.name}: {c.detail}" for c in failed_checks))
-    render = _render_context(ctx, package, entry, rid, facts)
+    render = render_context(ctx, package, host, rid, facts, entry.version, entry.target)
     if state.phase == "locked":
         try:
             pulled = device.stage(conn, name, rid, render_compose(render), entry.target,
@@ -301,11 +302,14 @@ def live_facts(conn: Connection) -> HostFacts:
         raise SSHFailure("garbage output", str(exc)) from None
 
 
-def _render_context(ctx: Context, package: Package, entry: PlanEntry, release: str,
-                    facts: HostFacts) -> RenderContext:
-    host_vars = ctx.hosts[entry.host].vars
-    return RenderContext(package=package, version=entry.version or "", image=entry.target,
-                         release=release, host=entry.host,
+def render_context(ctx: Context, package: Package, host: str, release: str,
+                   facts: HostFacts, version: str | None = None,
+                   image: str | None = None) -> RenderContext:
+    """Template values for one release of ``package`` on ``host`` (the image only
+    matters when rendering a compose file; checks need the rest)."""
+    host_vars = ctx.hosts[host].vars
+    return RenderContext(package=package, version=version or "", image=image or "",
+                         release=release, host=host,
                          service_address=str(host_vars.get("fleetctl_service_address",
                                                            "0.0.0.0")),
                          facts=facts.to_json(), vars=dict(host_vars))
@@ -378,7 +382,8 @@ def _revert(ctx: Context, conn: Connection, record: RolloutRecord, state: HostSt
         device.switch_to(conn, package.name, state.from_release,
                          device.compose_command(facts), make_current=False)
         if state.from_release:
-            render = release_context(ctx, package, state, facts)
+            render = render_context(ctx, package, state.host, state.from_release, facts,
+                                    state.from_version)
             ok, detail = gate(conn, package, state.from_release, render, options.gate_timeout,
                               ctx.sleep)
             if not ok:
@@ -393,16 +398,6 @@ def _revert(ctx: Context, conn: Connection, record: RolloutRecord, state: HostSt
     journal.set_host(record.id, state.host, state.package, "reverted", back, error=error)
     write_audit(ctx, conn, record, state, f"reverted ({error})")
     return "reverted"
-
-
-def release_context(ctx: Context, package: Package, state: HostState,
-                    facts: HostFacts) -> RenderContext:
-    """Template values for checking the release a host ran before (``from_release``)."""
-    host_vars = ctx.hosts[state.host].vars
-    address = str(host_vars.get("fleetctl_service_address", "0.0.0.0"))
-    return RenderContext(package=package, version=state.from_version or "", image="",
-                         release=state.from_release or "", host=state.host,
-                         service_address=address, facts=facts.to_json(), vars=dict(host_vars))
 
 
 def write_audit(ctx: Context, conn: Connection, record: RolloutRecord, state: HostState,
@@ -471,7 +466,8 @@ def _undo_host(ctx: Context, record: RolloutRecord, options: Options, host: str)
                               else "removed (nothing ran before)")
                     if s.from_release:
                         ok, why = gate(conn, package, s.from_release,
-                                       release_context(ctx, package, s, facts),
+                                       render_context(ctx, package, host, s.from_release,
+                                                      facts, s.from_version),
                                        options.gate_timeout, ctx.sleep)
                         if not ok:
                             raise device.StepFailed(f"previous release unhealthy: {why}")

@@ -156,14 +156,13 @@ def deploy(
     Example: fleetctl deploy ollama --group factory-a --steps 1,50%,100%
     """
     from fleetctl import rollout
-    from fleetctl.catalog import parse_duration
     from fleetctl.journal import new_rollout_id
     from fleetctl.plan import Plan
     from fleetctl.strategy import parse_policy, parse_steps
 
     options = rollout.Options(
         steps=parse_steps(steps), canaries=canary or [], pause=_check_pause(pause),
-        gate_timeout=_duration(gate_timeout, "--gate-timeout", parse_duration),
+        gate_timeout=_duration(gate_timeout, "--gate-timeout"),
         keep_releases=keep, rollback_all=rollback_all, break_lock=break_lock,
         connect_timeout=timeout, **_policy_fields(parse_policy(max_failures, failure_scope,
                                                                unreachable)))
@@ -201,18 +200,18 @@ def _policy_fields(policy) -> dict:
 
 
 def _check_pause(pause: str | None) -> str | None:
-    from fleetctl.catalog import parse_duration
-
     if pause and pause != "manual":
-        _duration(pause, "--pause", parse_duration)
+        _duration(pause, "--pause")
     return pause
 
 
-def _duration(text: str | None, flag: str, parse) -> float | None:
+def _duration(text: str | None, flag: str) -> float | None:
+    from fleetctl.catalog import parse_duration
+
     if text is None:
         return None
     try:
-        return parse(text)
+        return parse_duration(text)
     except ValueError:
         raise FleetError(f"{flag} {text!r} should be a duration such as 30s or 5m",
                          exit_code=2) from None
@@ -323,7 +322,6 @@ def rollback(
     """
     from fleetctl import rollback as core
     from fleetctl import rollout
-    from fleetctl.catalog import parse_duration
 
     ctx = _context(inventory, state_dir, host_key_policy, packages, events, report)
     if group is None and limit is None:
@@ -337,7 +335,7 @@ def rollback(
     package = ctx.catalog.get(target)
     record = core.rollback_package(
         ctx, package, [h.name for h in hosts], to,
-        _duration(gate_timeout, "--gate-timeout", parse_duration), break_lock, timeout)
+        _duration(gate_timeout, "--gate-timeout"), break_lock, timeout)
     _finish(ctx, record, report)
 
 
