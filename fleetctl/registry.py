@@ -266,6 +266,10 @@ class RegistryClient:
             return [image for images in pool.map(one, tags) for image in images]
 
     def _check(self, response: requests.Response, what: str) -> None:
+        if response.status_code in (401, 403):
+            raise RegistryError(f"registry {self.registry}: {what}: credentials refused (HTTP "
+                                f"{response.status_code}); check 'docker login "
+                                f"{self.registry}' on the controller")
         if response.status_code != 200:
             raise RegistryError(f"registry {self.registry}: {what}: HTTP "
                                 f"{response.status_code}")
