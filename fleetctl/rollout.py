@@ -19,6 +19,7 @@ from fleetctl.catalog import Catalog, Package, parse_duration
 from fleetctl.compose import RenderContext, render_compose, render_text
 from fleetctl.errors import FleetError
 from fleetctl.facts import PROBE_SCRIPT, HostFacts, ProbeOutputError, parse_probe
+from fleetctl.hosttests import HostTests
 from fleetctl.inventory import Host
 from fleetctl.journal import FINAL_HOST_PHASES, HostState, Journal, RolloutRecord, operator
 from fleetctl.plan import Plan, PlanEntry, current_container, preflight
@@ -28,6 +29,8 @@ from fleetctl.strategy import FailurePolicy, batches, order_canaries_first
 from fleetctl.targets import host_key_policy, target_for
 
 WORKERS = 16
+#: seconds a package's testinfra tests get even when the health wait used up the gate
+TESTS_MIN_TIME = 60.0
 FAILED = ("failed", "reverted", "revert-failed")
 
 
@@ -283,7 +286,8 @@ def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, optio
             return _revert(ctx, conn, record, state, facts, package, options, str(exc))
         journal.set_host(rid, host, name, "activated", "containers started")
         state.phase = "activated"
-    ok, detail = gate(conn, package, rid, render, options.gate_timeout, ctx.sleep)
+    ok, detail = gate(conn, package, rid, render, options.gate_timeout, ctx.sleep,
+                      host_tests(ctx, conn, package, entry, rid))
     if not ok:
         return _revert(ctx, conn, record, state, facts, package, options, f"gate: {detail}")
     previous = device.commit(conn, name, rid, options.keep_releases)
@@ -315,12 +319,24 @@ def render_context(ctx: Context, package: Package, host: str, release: str,
                          facts=facts.to_json(), vars=dict(host_vars))
 
 
+def host_tests(ctx: Context, conn: Connection, package: Package, entry: PlanEntry,
+               release: str) -> HostTests | None:
+    """The package's testinfra tests for this host and release, if it ships any."""
+    if not package.tests:
+        return None
+    return HostTests(package.tests, conn.target, (str(ctx.db.known_hosts),), {
+        "FLEETCTL_PACKAGE": package.name, "FLEETCTL_RELEASE": release,
+        "FLEETCTL_VERSION": entry.version, "FLEETCTL_IMAGE": entry.target})
+
+
 def gate(conn: Connection, package: Package, release: str, render: RenderContext,
-         timeout: float | None, sleep: Callable[[float], None] = time.sleep) -> tuple[bool, str]:
+         timeout: float | None, sleep: Callable[[float], None] = time.sleep,
+         tests: HostTests | None = None) -> tuple[bool, str]:
     """Wait until the release is healthy: its containers running, Docker's health
-    check (if any) healthy, and the package's HTTP or command check passing
-    ``retries`` times in a row. Fails at once on a crash loop or Docker's
-    ``unhealthy``; otherwise at ``timeout`` (default: the package's)."""
+    check (if any) healthy, the package's HTTP or command check passing
+    ``retries`` times in a row, then its testinfra ``tests``. Fails at once on a
+    crash loop, Docker's ``unhealthy`` or a failed test; otherwise at ``timeout``
+    (default: the package's)."""
     health = package.health
     limit = timeout if timeout is not None else health.timeout
     deadline = time.monotonic() + limit
@@ -352,8 +368,12 @@ def gate(conn: Connection, package: Package, release: str, render: RenderContext
             problem = None
         streak = streak + 1 if problem is None else 0
         if streak >= health.retries:
-            return True, (f"{url.geturl()} answered" if url else "running") + \
+            detail = (f"{url.geturl()} answered" if url else "running") + \
                 f" {streak} times in a row"
+            if tests is None:
+                return True, detail
+            passed, summary = tests.run(max(deadline - time.monotonic(), TESTS_MIN_TIME))
+            return passed, f"{detail}; {summary}" if passed else summary
         if time.monotonic() >= deadline:
             return False, f"not healthy within {limit:.0f}s: {problem}"
         sleep(health.interval)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,9 +80,10 @@ def deploy_with_fault(lab: Lab, state: Path, tmp_path: Path, fault: str, *args: 
         fleetctl("lab", "heal", "jetson-a2")
 
 
-def test_healthy_upgrade_in_steps(lab: Lab, state: Path) -> None:
+def test_healthy_upgrade_in_steps(lab: Lab, state: Path, tmp_path: Path) -> None:
     baseline(lab, state)
-    result = deploy(lab, state, "ollama:0.7.0", "--steps", "1,50%,100%")
+    events = tmp_path / "events.ndjson"
+    result = deploy(lab, state, "ollama:0.7.0", "--steps", "1,50%,100%", "--events", str(events))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["status"] == "completed"
@@ -102,6 +104,10 @@ def test_healthy_upgrade_in_steps(lab: Lab, state: Path) -> None:
         keep = lab.ssh(host, "readlink /opt/fleetctl/ollama/previous; docker ps -a --no-trunc "
                              "--filter label=io.fleetctl.keep=ollama --format '{{.Image}}'").stdout
         assert old[host] in keep
+    gates = {e["host"]: e["detail"] for e in map(json.loads, events.read_text().splitlines())
+             if e["phase"] == "committed"}
+    for host in HOSTS:      # the package's testinfra tests ran against each host
+        assert "answered 3 times in a row; testinfra: 4 passed;" in gates[host]
     again = deploy(lab, state, "ollama:0.7.0")
     assert again.returncode == 0 and "nothing to do" in again.stderr   # re-run: a no-op
 
@@ -125,6 +131,29 @@ def test_bad_release_is_stopped_at_the_canary(lab: Lab, state: Path, version: st
         assert serving(lab, host) == "0.6.8"
     assert "rollout=" + report["id"] not in lab.ssh("jetson-a1",
                                                     "cat /opt/fleetctl/ollama/audit.log").stdout
+
+
+def test_failing_package_test_reverts_the_canary(lab: Lab, state: Path, tmp_path: Path) -> None:
+    """A testinfra test of the package fails on the canary: the gate fails, it is reverted."""
+    baseline(lab, state)
+    catalog = tmp_path / "packages"
+    shutil.copytree(ROOT / "packages", catalog)
+    (catalog / "ollama" / "test_site.py").write_text(
+        "def test_site_approval_is_on_the_host(host):\n"
+        "    assert host.file('/etc/fleetctl-site-approved').exists\n")
+    result = fleetctl("deploy", "ollama:0.7.0", "-i", lab.status["inventory"], "--state-dir",
+                      str(state), "--limit", "jetson-a1:jetson-a2", "--canary", "jetson-a1",
+                      "--yes", "--json", check=False, env={"FLEETCTL_PACKAGES": str(catalog)})
+    assert result.returncode == 1, result.stderr
+    hosts = {h["host"]: h for h in json.loads(result.stdout)["hosts"]}
+    assert hosts["jetson-a1"]["phase"] == "reverted"
+    assert hosts["jetson-a1"]["error"] == ("gate: testinfra: 1 failed, 4 passed: test_site.py"
+                                           "::test_site_approval_is_on_the_host - "
+                                           "AssertionError: assert False")
+    assert hosts["jetson-a2"]["phase"] == "cancelled"
+    old = digests(lab, "0.6.8")
+    for host in ("jetson-a1", "jetson-a2"):
+        assert running(lab, host)["digest"] == old[host]
 
 
 def test_unreachable_host_is_deferred_then_resumed(lab: Lab, state: Path,
