@@ -24,6 +24,7 @@ from fleetctl.cli.common import (
     out,
 )
 from fleetctl.cli.plan import PackagesOpt, load_catalog, make_plan, render_plan
+from fleetctl.cli.progress import watching
 from fleetctl.errors import FleetError
 
 rollout_app = typer.Typer(
@@ -40,7 +41,7 @@ BreakLockOpt = Annotated[bool, typer.Option("--break-lock", help="Take over lock
                                             "a dead rollout (device and fleet).")]
 
 
-def _context(inventory, state_dir, host_key_policy, packages, events, report):
+def _context(inventory, state_dir, host_key_policy, packages, events):
     from fleetctl.inventory import load_inventory
     from fleetctl.journal import Journal
     from fleetctl.rollout import Context
@@ -48,26 +49,10 @@ def _context(inventory, state_dir, host_key_policy, packages, events, report):
 
     db = StateDB(state_dir or default_state_dir())
     journal = Journal(db)
-    journal.listeners.append(_Progress(quiet=report))
     if events:
         journal.listeners.append(_EventFile(events))
     inv = load_inventory(inventory)
     return Context(journal, db, load_catalog(packages), inv.hosts, host_key_policy)
-
-
-class _Progress:
-    """One plain line per host transition on stderr (stdout stays for reports)."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-
-    def __call__(self, event: dict) -> None:
-        who = f"{event['host']} {event['package']}: " if event["host"] else "rollout "
-        detail = f" ({event['detail']})" if event["detail"] else ""
-        colour = {"committed": "green", "reverted": "yellow", "failed": "red",
-                  "revert-failed": "red", "deferred": "yellow"}.get(event["phase"])
-        phase = f"[{colour}]{event['phase']}[/]" if colour else event["phase"]
-        err.print(f"{event['rollout']} {who}{phase}{detail}", highlight=False)
 
 
 class _EventFile:
@@ -189,9 +174,10 @@ def deploy(
             raise FleetError("not a terminal: pass --yes to deploy without confirmation",
                              exit_code=2)
         typer.confirm("deploy this plan?", abort=True)
-    ctx = _context(inventory, state_dir, host_key_policy, packages, events, report)
-    record = rollout.start(ctx, new_rollout_id(), the_plan, options)
-    _finish(ctx, rollout.run(ctx, record), report)
+    ctx = _context(inventory, state_dir, host_key_policy, packages, events)
+    with watching(ctx.journal, err):
+        record = rollout.run(ctx, rollout.start(ctx, new_rollout_id(), the_plan, options))
+    _finish(ctx, record, report)
 
 
 def _policy_fields(policy) -> dict:
@@ -283,8 +269,10 @@ def rollout_resume(
     """
     from fleetctl import rollout
 
-    ctx = _context(inventory, state_dir, host_key_policy, packages, events, report)
-    _finish(ctx, rollout.resume(ctx, rollout_id), report)
+    ctx = _context(inventory, state_dir, host_key_policy, packages, events)
+    with watching(ctx.journal, err):
+        record = rollout.resume(ctx, rollout_id)
+    _finish(ctx, record, report)
 
 
 @rollout_app.command("promote")
@@ -323,19 +311,22 @@ def rollback(
     from fleetctl import rollback as core
     from fleetctl import rollout
 
-    ctx = _context(inventory, state_dir, host_key_policy, packages, events, report)
+    ctx = _context(inventory, state_dir, host_key_policy, packages, events)
     if group is None and limit is None:
         if to:
             raise FleetError("--to goes with a PACKAGE and --group/--limit", exit_code=2)
-        _finish(ctx, rollout.rollback_rollout(ctx, target), report)
+        with watching(ctx.journal, err):
+            record = rollout.rollback_rollout(ctx, target)
+        _finish(ctx, record, report)
         return
     from fleetctl.inventory import load_inventory
 
     hosts = load_inventory(inventory).select(limit, group)
     package = ctx.catalog.get(target)
-    record = core.rollback_package(
-        ctx, package, [h.name for h in hosts], to,
-        _duration(gate_timeout, "--gate-timeout"), break_lock, timeout)
+    with watching(ctx.journal, err):
+        record = core.rollback_package(
+            ctx, package, [h.name for h in hosts], to,
+            _duration(gate_timeout, "--gate-timeout"), break_lock, timeout)
     _finish(ctx, record, report)
 
 

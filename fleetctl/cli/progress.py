@@ -1,0 +1,107 @@
+"""Live progress of a rollout on stderr: a table on a terminal, plain lines otherwise.
+
+Both are journal listeners: they see every transition the journal records, as it
+is recorded, from whichever worker thread recorded it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from fleetctl.journal import FINAL_HOST_PHASES, Journal, RolloutRecord
+
+COLOURS = {"committed": "green", "noop": "green", "reverted": "yellow", "deferred": "yellow",
+           "rolled-back": "yellow", "failed": "red", "revert-failed": "red",
+           "cancelled": "dim", "skipped": "dim", "pending": "dim"}
+
+
+class PlainProgress:
+    """One line per transition, for logs and pipes."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def __call__(self, event: dict) -> None:
+        who = f"{event['host']} {event['package']}: " if event["host"] else "rollout "
+        detail = f" ({event['detail']})" if event["detail"] else ""
+        colour = COLOURS.get(event["phase"])
+        phase = f"[{colour}]{event['phase']}[/]" if colour else event["phase"]
+        self.console.print(f"{event['rollout']} {who}{phase}{detail}", highlight=False)
+
+
+class LiveTable:
+    """A table of steps and hosts with their phase, time in it and last gate result,
+    redrawn in place as the rollout moves."""
+
+    def __init__(self, console: Console, load: Callable[[str], RolloutRecord]) -> None:
+        self.load = load
+        self.lock = threading.RLock()
+        self.rollout: RolloutRecord | None = None
+        self.rows: dict[tuple[str, str], list] = {}
+        self.status = ""
+        self.live = Live(console=console, get_renderable=self.render, refresh_per_second=2,
+                         transient=True, redirect_stdout=False, redirect_stderr=False)
+
+    def __call__(self, event: dict) -> None:
+        with self.lock:
+            if self.rollout is None or self.rollout.id != event["rollout"]:
+                self.rollout = self.load(event["rollout"])
+                self.rows = {(s.host, s.package): [s.step, s.phase, "", s.updated_at]
+                             for s in self.rollout.hosts}
+                self.live.start()
+            if event["host"] is None:
+                self.status = f"{event['phase']}: {event['detail']}".rstrip(": ")
+            else:
+                row = self.rows.setdefault((event["host"], event["package"]),
+                                           [-1, "", "", event["at"]])
+                row[1:] = [event["phase"], event["detail"], event["at"]]
+            self.live.refresh()
+
+    def render(self) -> Group:
+        """The table as it stands (and the rollout's last status line)."""
+        with self.lock:
+            return self._render()
+
+    def _render(self) -> Group:
+        if self.rollout is None:
+            return Group()
+        table = Table(title=f"rollout {self.rollout.id} ({self.rollout.kind} "
+                            f"{self.rollout.request})", title_justify="left")
+        for column in ("step", "host", "package", "phase", "for", "gate / note"):
+            table.add_column(column, overflow="ellipsis", no_wrap=column != "gate / note")
+        now = time.time()
+        for (host, package), (step, phase, detail, since) in sorted(
+                self.rows.items(), key=lambda item: (item[1][0], item[0])):
+            table.add_row(str(step + 1) if step >= 0 else "-", host, package,
+                          Text(phase, style=COLOURS.get(phase, "bold")),
+                          "" if phase in FINAL_HOST_PHASES else f"{now - since:.0f}s", detail)
+        return Group(table, Text(self.status, style="dim"))
+
+    def close(self) -> None:
+        """Stop redrawing (the table disappears; the final report follows)."""
+        self.live.stop()
+
+
+@contextmanager
+def watching(journal: Journal, console: Console) -> Iterator[None]:
+    """Show the journal's transitions while the block runs: a live table when
+    ``console`` is a terminal, plain lines otherwise."""
+    if console.is_terminal:
+        listener: Callable[[dict], None] = LiveTable(console, journal.get)
+    else:
+        listener = PlainProgress(console)
+    journal.listeners.append(listener)
+    try:
+        yield
+    finally:
+        journal.listeners.remove(listener)
+        if isinstance(listener, LiveTable):
+            listener.close()
