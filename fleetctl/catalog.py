@@ -10,7 +10,7 @@ Every error names the file and line and says what to write instead.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -305,25 +305,39 @@ def _health(doc: Located, path: Path) -> Health:
         return Health()
     if ("http" in raw) == ("command" in raw):
         raise InputError(f"{path}:{raw.line}: health needs exactly one of http or command")
+    return health_over(Health(), raw, path)
+
+
+def health_over(base: Health, raw: Located, path: Path, where: str = "health") -> Health:
+    """``base`` with the keys of the mapping ``raw`` applied (an ``http`` check
+    replaces a ``command`` one and the other way round); InputError at file:line."""
+    unknown = sorted(set(raw) - HEALTH_KEYS, key=str)
+    if unknown:
+        raise InputError(f"{path}:{raw.line_of(unknown[0])}: unknown {where} key "
+                         f"{unknown[0]!r}; keys: {', '.join(sorted(HEALTH_KEYS))}")
+    if "http" in raw and "command" in raw:
+        raise InputError(f"{path}:{raw.line}: {where} takes http or command, not both")
     values: dict[str, Any] = {}
     for key in ("interval", "timeout", "start_period"):
         if key in raw:
             try:
                 values[key] = parse_duration(raw[key])
             except ValueError:
-                raise InputError(f"{path}:{raw.line_of(key)}: health.{key} {raw[key]!r} is not "
-                                 f"a duration such as 30s or 2m") from None
+                raise InputError(f"{path}:{raw.line_of(key)}: {where}.{key} {raw[key]!r} is "
+                                 f"not a duration such as 30s or 2m") from None
     if "retries" in raw:
         if not isinstance(raw["retries"], int) or raw["retries"] < 1:
-            raise InputError(f"{path}:{raw.line_of('retries')}: health.retries must be a "
+            raise InputError(f"{path}:{raw.line_of('retries')}: {where}.retries must be a "
                              f"positive whole number")
         values["retries"] = raw["retries"]
-    for key in ("http", "command"):
-        if key in raw:
-            values[key] = str(raw[key])
-    if "http" in values and not values["http"].startswith("http://"):
-        raise InputError(f"{path}:{raw.line_of('http')}: health.http must be an http:// URL")
-    return Health(**values)
+    if "http" in raw:
+        values.update(http=str(raw["http"]), command=None)
+        if not values["http"].startswith("http://"):
+            raise InputError(f"{path}:{raw.line_of('http')}: {where}.http must be an "
+                             f"http:// URL")
+    if "command" in raw:
+        values.update(command=str(raw["command"]), http=None)
+    return replace(base, **values)
 
 
 def _resources(doc: Located, path: Path) -> tuple[int, int]:

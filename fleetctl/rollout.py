@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +23,8 @@ from fleetctl.hosttests import HostTests
 from fleetctl.inventory import Host
 from fleetctl.journal import FINAL_HOST_PHASES, HostState, Journal, RolloutRecord, operator
 from fleetctl.plan import Plan, PlanEntry, current_container, preflight
+from fleetctl.playbook import reload as reload_playbook
+from fleetctl.playbook import window_closed
 from fleetctl.ssh import Connection, HostKeyPolicy, SSHFailure, connect
 from fleetctl.state import StateDB
 from fleetctl.strategy import FailurePolicy, batches, order_canaries_first
@@ -49,6 +51,8 @@ class Options:
     rollback_all: bool = False
     break_lock: bool = False
     connect_timeout: float = 5.0
+    window: dict[str, Any] | None = None      # maintenance window (playbook.Window JSON)
+    playbook: dict[str, str] | None = None    # {path, sha256}: env, vars, health overrides
 
     @property
     def policy(self) -> FailurePolicy:
@@ -65,6 +69,17 @@ class Context:
     hosts: dict[str, Host]
     host_key_policy: str | None = None
     sleep: Callable[[float], None] = time.sleep
+    package_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def with_playbook(ctx: Context, options: Options) -> Context:
+    """The context with the overrides of the playbook the rollout runs, if any. Env and
+    vars are read from the playbook again rather than stored: they may hold secrets."""
+    if not options.playbook:
+        return ctx
+    book = reload_playbook(options.playbook["path"], options.playbook["sha256"])
+    catalog, package_vars = book.apply(ctx.catalog)
+    return replace(ctx, catalog=catalog, package_vars=package_vars)
 
 
 class HostLost(Exception):
@@ -99,6 +114,7 @@ def start(ctx: Context, rollout_id: str, plan: Plan, options: Options) -> Rollou
 def run(ctx: Context, record: RolloutRecord) -> RolloutRecord:
     """Run (or continue) a rollout to its end, a breach, or a manual pause."""
     options = Options(**record.options)
+    ctx = with_playbook(ctx, options)
     plan = Plan.from_json(record.plan)
     journal = ctx.journal
     policy = options.policy
@@ -107,6 +123,12 @@ def run(ctx: Context, record: RolloutRecord) -> RolloutRecord:
         states = _states(journal, record.id)
         todo = [h for h in step_hosts
                 if any(s.phase not in FINAL_HOST_PHASES for s in states.get(h, []))]
+        closed = window_closed(options.window) if todo else None
+        if closed:
+            journal.set_status(record.id, "paused", f"paused before step {index + 1}: {closed}"
+                               f"; continue then with 'fleetctl rollout resume {record.id}'",
+                               current_step=index)
+            return journal.get(record.id)
         journal.set_status(record.id, "running", current_step=index)
         outcomes = parallel(lambda h: _deploy_host(ctx, record, plan, options, h), todo)
         states = _states(journal, record.id)
@@ -316,7 +338,8 @@ def render_context(ctx: Context, package: Package, host: str, release: str,
                          release=release, host=host,
                          service_address=str(host_vars.get("fleetctl_service_address",
                                                            "0.0.0.0")),
-                         facts=facts.to_json(), vars=dict(host_vars))
+                         facts=facts.to_json(),
+                         vars={**host_vars, **ctx.package_vars.get(package.name, {})})
 
 
 def host_tests(ctx: Context, conn: Connection, package: Package, entry: PlanEntry,
@@ -523,6 +546,7 @@ def rollback_rollout(ctx: Context, rollout_id: str) -> RolloutRecord:
         raise FleetError(f"rollout {rollout_id} is still running ({record.controller}); stop "
                          f"it first", exit_code=3)
     options = Options(**record.options)
+    ctx = with_playbook(ctx, options)
     hosts = list(dict.fromkeys(s.host for s in record.hosts))
     ctx.journal.lock(rollout_id, record.packages, hosts, break_lock=True)
     ctx.journal.claim(rollout_id)

@@ -141,7 +141,6 @@ def deploy(
     Example: fleetctl deploy ollama --group factory-a --steps 1,50%,100%
     """
     from fleetctl import rollout
-    from fleetctl.journal import new_rollout_id
     from fleetctl.plan import Plan
     from fleetctl.strategy import parse_policy, parse_steps
 
@@ -162,6 +161,17 @@ def deploy(
             raise FleetError("say which hosts: --group G or --limit PATTERN", exit_code=2)
         the_plan, _ = make_plan([request], inventory, group, limit, where, True, 0.0, timeout,
                                 host_key_policy, state_dir, packages, 300.0)
+    execute(the_plan, options, dry_run=dry_run, yes=yes, report=report, events=events,
+            inventory=inventory, state_dir=state_dir, host_key_policy=host_key_policy,
+            packages=packages)
+
+
+def execute(the_plan, options, *, dry_run: bool, yes: bool, report: bool, events, inventory,
+            state_dir, host_key_policy, packages) -> None:
+    """Show the plan, then (unless a dry run, and once confirmed) roll it out."""
+    from fleetctl import rollout
+    from fleetctl.journal import new_rollout_id
+
     render_plan(the_plan, err if report else out)
     if dry_run:
         return

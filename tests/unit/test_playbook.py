@@ -1,0 +1,121 @@
+"""Playbooks: the shipped examples load, bad ones fail at their line, windows open and close."""
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from fleetctl.catalog import load_catalog
+from fleetctl.errors import FleetError, InputError
+from fleetctl.playbook import Window, load_playbook, reload, window_closed
+
+ROOT = Path(__file__).resolve().parents[2]
+UTC = dt.timezone.utc
+
+
+def test_the_shipped_examples_load_and_apply_to_the_catalog() -> None:
+    catalog = load_catalog(ROOT / "packages")
+    stack = load_playbook(ROOT / "playbooks" / "ota-webui-stack.yml")
+    assert stack.requests == ["ollama", "open-webui:0.6.9"]
+    assert (stack.pattern, stack.group, stack.steps, stack.canary, stack.pause) == (
+        "factory-a:!nano", None, ("1", "100%"), ("jetson-a1",), "manual")
+    assert stack.rollback_all is True
+    applied, package_vars = stack.apply(catalog)
+    assert applied.get("open-webui").health.timeout == 120.0
+    assert applied.get("open-webui").health.http == catalog.get("open-webui").health.http
+    assert applied.get("open-webui").env["WEBUI_AUTH"] == "True"
+    assert package_vars == {}
+    ollama = load_playbook(ROOT / "playbooks" / "factory-a-ollama.yml")
+    applied, _ = ollama.apply(catalog)
+    assert applied.get("ollama").env["OLLAMA_KEEP_ALIVE"] == "24h"
+    assert (applied.get("ollama").health.timeout, applied.get("ollama").health.retries) == \
+        (180.0, 5)
+    assert ollama.window == Window((0, 1, 2, 3, 4), dt.time(1, 0), 4 * 3600, "Europe/Berlin")
+
+
+BAD = [
+    ("name: x\ntargets: {group: a}\npackages: [ollama]\nstrategy:\n  stepz: [1]\n",
+     "book.yml:5: unknown strategy key 'stepz'"),
+    ("name: x\ntargets: {group: a}\npackages: [ollama]\nstrategy:\n  steps: [1, 0]\n",
+     "book.yml:5: strategy.steps: step '0' should be a host count or a percentage"),
+    ("name: x\ntargets: {}\npackages: [ollama]\n",
+     "book.yml:2: targets needs a group or a pattern"),
+    ("name: x\ntargets: {group: a}\npackages:\n  - name: ollama\n    verison: 1\n",
+     "book.yml:5: unknown package key 'verison'"),
+    ("name: x\ntargets: {group: a}\npackages: [ollama, ollama]\n",
+     "book.yml:3: package 'ollama' is listed twice"),
+    ("name: x\ntargets: {group: a}\npackages: [ollama]\nhealth:\n  ollama:\n"
+     "    timeout: soon\n", "book.yml:6: health.ollama.timeout 'soon' is not a duration"),
+    ("name: x\ntargets: {group: a}\npackages: [ollama]\nwindow:\n  days: [mon]\n"
+     "  start: '25:00'\n  duration: 1h\n", "book.yml:6: window.start '25:00' is a time of day"),
+    ("name: x\ntargets: {group: a}\npackages: [ollama]\nwindow:\n  days: [funday]\n"
+     "  start: '01:00'\n  duration: 1h\n", "book.yml:5: window.days is a list of mon"),
+    ("name: x\ntargets: {group: a}\npackages: [ollama]\nwindow:\n  days: [mon]\n"
+     "  start: '01:00'\n  duration: 1h\n  timezone: Mars/Olympus\n",
+     "book.yml:8: window.timezone 'Mars/Olympus' is not a time zone"),
+    ("name: x\ntargets: {group: a}\npackages: [ollama]\nstrategy: {max_failures: 0}\n",
+     "book.yml:4: strategy.max_failures: '0' should be a host count"),
+    ("name: x\npackages: [ollama]\n", "book.yml:1: missing key 'targets'"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD)
+def test_bad_playbooks_name_file_and_line(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "book.yml").write_text(text)
+    with pytest.raises(InputError) as error:
+        load_playbook(tmp_path / "book.yml")
+    assert str(error.value).startswith(f"{tmp_path}/{message}"), str(error.value)
+
+
+def test_a_health_override_for_a_package_not_in_the_catalog(tmp_path: Path) -> None:
+    (tmp_path / "book.yml").write_text("name: x\ntargets: {group: a}\npackages: [ollama]\n"
+                                       "health:\n  olama: {retries: 2}\n")
+    with pytest.raises(InputError, match=r"book\.yml:5: health: no package 'olama'"):
+        load_playbook(tmp_path / "book.yml").apply(load_catalog(ROOT / "packages"))
+
+
+def test_unquoted_start_time_reads_as_a_time(tmp_path: Path) -> None:
+    (tmp_path / "book.yml").write_text("name: x\ntargets: {group: a}\npackages: [ollama]\n"
+                                       "window: {days: [sat], start: 02:30, duration: 2h}\n")
+    assert load_playbook(tmp_path / "book.yml").window.start == dt.time(2, 30)
+
+
+def test_a_changed_playbook_is_refused_on_resume(tmp_path: Path) -> None:
+    path = tmp_path / "book.yml"
+    path.write_text("name: x\ntargets: {group: a}\npackages: [ollama]\n")
+    book = load_playbook(path)
+    assert reload(str(path), book.sha256).name == "x"
+    path.write_text("name: y\ntargets: {group: a}\npackages: [ollama]\n")
+    with pytest.raises(FleetError, match="changed since the rollout started"):
+        reload(str(path), book.sha256)
+
+
+NIGHT = Window((0, 1, 2, 3, 4), dt.time(23, 0), 4 * 3600, "Europe/Berlin")   # Mon-Fri 23-03
+
+
+@pytest.mark.parametrize(("utc", "is_open"), [
+    (dt.datetime(2026, 11, 23, 22, 30, tzinfo=UTC), True),     # Mon 23:30 CET
+    (dt.datetime(2026, 11, 24, 1, 59, tzinfo=UTC), True),      # Tue 02:59 CET, Monday's window
+    (dt.datetime(2026, 11, 24, 2, 0, tzinfo=UTC), False),      # Tue 03:00 CET: closed
+    (dt.datetime(2026, 11, 28, 1, 0, tzinfo=UTC), True),       # Sat 02:00 CET: Friday's window
+    (dt.datetime(2026, 11, 28, 22, 30, tzinfo=UTC), False),    # Sat 23:30: no window opens
+    (dt.datetime(2026, 11, 23, 21, 59, tzinfo=UTC), False),    # Mon 22:59 CET
+])
+def test_window_across_midnight_and_time_zones(utc: dt.datetime, is_open: bool) -> None:
+    assert NIGHT.is_open(utc) is is_open
+
+
+def test_window_closed_says_when_it_opens() -> None:
+    saturday = dt.datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    assert NIGHT.next_opening(saturday) == dt.datetime(2026, 11, 30, 22, 0, tzinfo=UTC)
+    assert window_closed(NIGHT.to_json(), saturday) == (
+        "outside the maintenance window (mon,tue,wed,thu,fri 23:00 for 4h Europe/Berlin); "
+        "it opens at 2026-11-30 23:00 CET")
+    assert window_closed(NIGHT.to_json(), dt.datetime(2026, 11, 30, 22, 1, tzinfo=UTC)) is None
+    assert window_closed(None) is None
+
+
+def test_summer_time_moves_the_window_in_utc() -> None:
+    july = dt.datetime(2026, 7, 6, 21, 30, tzinfo=UTC)          # Mon 23:30 CEST
+    assert NIGHT.is_open(july)
+    assert not NIGHT.is_open(dt.datetime(2026, 11, 23, 21, 30, tzinfo=UTC))   # 22:30 CET
