@@ -18,6 +18,7 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import docker.auth
 import docker.utils
@@ -126,7 +127,8 @@ class RegistryClient:
         self._credentials = ((auth["username"], auth["password"])
                              if auth.get("username") and auth.get("password") else None)
 
-    def _get(self, path: str, repository: str, accept: str | None = None) -> requests.Response:
+    def _get(self, path: str, repository: str, accept: str | None = None,
+             stream: bool = False) -> requests.Response:
         url = f"{self.base}/v2/{path}"
         headers = {"Accept": accept} if accept else {}
         scope = f"repository:{repository}:pull"
@@ -137,6 +139,7 @@ class RegistryClient:
                 with self._lock:
                     self.requests += 1
                 response = self._session.get(url, headers=headers, timeout=self.timeout,
+                                             stream=stream,
                                              auth=None if "Authorization" in headers else
                                              self._credentials)
             except requests.RequestException as exc:
@@ -231,6 +234,24 @@ class RegistryClient:
         self._check(response, f"config {repository}@{digest}")
         self._remember(key, response.text)
         return response.json()
+
+    def blob(self, repository: str, digest: str, dest: BinaryIO,
+             manifest: bool = False) -> int:
+        """Stream a blob (or with ``manifest`` the exact bytes of a manifest) into
+        ``dest``, checking its sha256; returns its size."""
+        kind = "manifests" if manifest else "blobs"
+        response = self._get(f"{repository}/{kind}/{digest}", repository,
+                             MANIFEST_TYPES if manifest else None, stream=True)
+        self._check(response, f"{kind[:-1]} {repository}@{digest}")
+        hasher, size = hashlib.sha256(), 0
+        for chunk in response.iter_content(1 << 20):
+            hasher.update(chunk)
+            dest.write(chunk)
+            size += len(chunk)
+        if f"sha256:{hasher.hexdigest()}" != digest:
+            raise RegistryError(f"registry {self.registry}: blob {repository}@{digest} "
+                                f"arrived with another digest; try again")
+        return size
 
     def images(self, repository: str, tag: str) -> list[PlatformImage]:
         """The platform images behind ``tag``: one for a plain manifest, one per entry

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from fleetctl.cli import fleet, inventory, lab, plan, playbook, rollout  # noqa: F401
+from fleetctl.cli import bundle, fleet, inventory, lab, plan, playbook, rollout  # noqa: F401
 from fleetctl.cli.common import app, err
 from fleetctl.errors import FleetError
 
