@@ -13,7 +13,8 @@ COMMANDS = [["lab", "up"], ["lab", "status"], ["lab", "down"], ["lab", "fault"],
             ["lab", "heal"], ["inventory", "list"], ["inventory", "graph"], ["audit"],
             ["facts"], ["packages", "list"], ["packages", "show"], ["plan"], ["deploy"],
             ["rollout", "list"], ["rollout", "status"], ["rollout", "resume"],
-            ["rollout", "promote"], ["rollback"], ["history"]]
+            ["rollout", "promote"], ["rollback"], ["history"], ["run"], ["keys", "generate"],
+            ["keys", "trust"], ["bundle", "create"], ["bundle", "verify"]]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -78,3 +79,27 @@ def test_bad_rollout_flags_fail_in_one_line(args: list[str], message: str) -> No
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_bad_playbook_is_one_line_naming_file_and_line(tmp_path: Path) -> None:
+    book = tmp_path / "book.yml"
+    book.write_text("name: x\ntargets: {group: a}\npackages: [ollama]\nstrategy:\n"
+                    "  pause: forever\n")
+    result = run("run", str(book), "--check")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert f"{book}:5: strategy.pause 'forever' is not a duration" in result.stderr
+
+
+def test_a_bundle_that_is_not_one(tmp_path: Path) -> None:
+    junk = tmp_path / "ota.bundle"
+    junk.write_bytes(b"not a tar file at all" * 100)
+    result = run("bundle", "verify", str(junk), "--state-dir", str(tmp_path))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert f"{junk}: not a readable bundle" in result.stderr
+
+
+def test_keys_generate_refuses_to_overwrite(tmp_path: Path) -> None:
+    assert run("keys", "generate", "site", "--dir", str(tmp_path)).returncode == 0
+    assert (tmp_path / "site.key").stat().st_mode & 0o777 == 0o600
+    again = run("keys", "generate", "site", "--dir", str(tmp_path))
+    assert again.returncode == 2 and f"{tmp_path}/site.key exists" in again.stderr
