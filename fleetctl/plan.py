@@ -31,6 +31,7 @@ from fleetctl.registry import (
     parse_reference,
     with_registry,
 )
+from fleetctl.sizes import parse_rate
 from fleetctl.state import StateDB
 
 SCHEMA = 1
@@ -71,6 +72,7 @@ class PlanEntry:
     facts_at: float = 0.0
     l4t: str | None = None             # the host's class, for picking canaries
     module: str | None = None
+    site: str | None = None            # the host's ``site`` variable
 
     @property
     def blocked(self) -> bool:
@@ -87,6 +89,7 @@ class Plan:
     created_at: float = field(default_factory=time.time)
     registry: dict[str, dict[str, Any]] = field(default_factory=dict)  # endpoint/repo:tag ->
     unreachable: dict[str, str] = field(default_factory=dict)          # host -> reason
+    bandwidth: dict[str, float] = field(default_factory=dict)          # site -> bytes/s
 
     def to_json(self) -> dict[str, Any]:
         """The plan file's form (no secrets: facts times and digests only)."""
@@ -99,7 +102,7 @@ class Plan:
         entries = [PlanEntry(**{**e, "checks": [Check(**c) for c in e["checks"]]})
                    for e in data["entries"]]
         return cls(data["requests"], data["packages"], entries, data["created_at"],
-                   data["registry"], data.get("unreachable", {}))
+                   data["registry"], data.get("unreachable", {}), data.get("bandwidth", {}))
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
@@ -278,5 +281,53 @@ def make_plan(catalog: Catalog, requests: list[Request], results: list[ProbeResu
                               result.probed_at, skipped[key])
             if entry.digest:
                 entry.target = ref.pinned(entry.digest)
+            entry.site = site_of(result.host.vars)
             plan.entries.append(entry)
+    for result in answered:
+        rate = site_bandwidth(result.host.name, result.host.vars)
+        if rate is not None:
+            site = site_of(result.host.vars)
+            plan.bandwidth[site] = min(rate, plan.bandwidth.get(site, rate))
     return plan
+
+
+def site_of(host_vars: dict[str, Any]) -> str:
+    """The host's site: its ``site`` variable, ``-`` without one."""
+    return str(host_vars.get("site") or "-")
+
+
+def site_bandwidth(host: str, host_vars: dict[str, Any]) -> float | None:
+    """``fleetctl_bandwidth`` (the site uplink, e.g. ``512kbit``) in bytes/s, if set."""
+    value = host_vars.get("fleetctl_bandwidth")
+    if value is None:
+        return None
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise InputError(f"host {host}: fleetctl_bandwidth: {exc}") from None
+
+
+@dataclass(frozen=True)
+class SiteTransfer:
+    """What a plan sends over one site's uplink when every host pulls for itself."""
+
+    site: str
+    hosts: int
+    bytes: int
+    rate: float | None          # bytes/s, when the inventory says
+
+    @property
+    def seconds(self) -> float | None:
+        return self.bytes / self.rate if self.rate else None
+
+
+def transfer_by_site(plan: Plan) -> list[SiteTransfer]:
+    """Bytes each site's hosts pull (blocked entries excluded), and the time at its rate."""
+    totals: dict[str, tuple[set[str], int]] = {}
+    for e in plan.entries:
+        if e.blocked or not e.pull_bytes:
+            continue
+        hosts, size = totals.get(e.site or "-", (set(), 0))
+        totals[e.site or "-"] = (hosts | {e.host}, size + e.pull_bytes)
+    return [SiteTransfer(site, len(hosts), size, plan.bandwidth.get(site))
+            for site, (hosts, size) in sorted(totals.items())]

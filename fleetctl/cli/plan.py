@@ -140,6 +140,8 @@ def render_plan(plan, console=out) -> None:
     """The plan as a table, then its totals and the hosts that did not answer."""
     from collections import Counter
 
+    from fleetctl.plan import transfer_by_site
+
     table = Table(title=f"plan: {', '.join(plan.requests)}")
     for column in ("host", "package", "action", "current", "target", "pull", "reason"):
         table.add_column(column, overflow="fold")
@@ -155,8 +157,20 @@ def render_plan(plan, console=out) -> None:
     total = sum(e.pull_bytes for e in plan.entries)
     console.print(", ".join(f"{n} {a}" for a, n in counts.items()) + f"; {_mib(total)} to pull",
                   highlight=False)
+    for site in transfer_by_site(plan):
+        at = (f", about {_duration(site.seconds)} at {site.rate * 8 / 1000:g} kbit/s"
+              if site.seconds is not None else "")
+        console.print(f"site {site.site}: {site.hosts} hosts pull {_mib(site.bytes)} over its "
+                      f"uplink{at}", highlight=False)
     for host, why in plan.unreachable.items():
         console.print(f"[red]unreachable[/] {host}: {why}", highlight=False)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes \
+        else f"{secs}s"
 
 
 def _short(digest: str | None) -> str:

@@ -20,7 +20,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 def summary(source: Path) -> dict:
     inv = load_inventory(source)
     return {h.name: (h.address, h.port, h.user, sorted(h.groups), h.vars.get("site"),
-                     h.vars.get("registry_mirror")) for h in inv.hosts.values()}
+                     h.vars.get("fleetctl_registry_mirror")) for h in inv.hosts.values()}
 
 
 def test_yaml_and_ini_examples_agree() -> None:
