@@ -156,26 +156,23 @@ def create(out: Path, contents: Contents, fetch: BlobFetcher,
     with tempfile.TemporaryDirectory(prefix=".fleetctl-bundle-", dir=out.parent) as tmp:
         blobs = Path(tmp)
 
-        def blob(reference: str, digest: str, manifest: bool = False) -> bytes | None:
+        def blob(reference: str, digest: str, manifest: bool = False) -> Path:
             path = blobs / digest.split(":", 1)[1]
             if not path.exists():
                 with path.open("wb") as dest:
                     fetch(reference, digest, dest, manifest)
-            name = f"blobs/sha256/{path.name}"
-            members[name] = {"sha256": path.name, "size": path.stat().st_size}
-            return path.read_bytes() if path.stat().st_size < 1 << 20 else None
+            members[f"blobs/sha256/{path.name}"] = {"sha256": path.name,
+                                                    "size": path.stat().st_size}
+            return path
 
         for reference in sorted(set(contents.images)):
             digest = reference.rpartition("@")[2]
-            manifest = json.loads(blob(reference, digest, manifest=True) or b"{}")
+            manifest = json.loads(blob(reference, digest, manifest=True).read_bytes())
             layers = [layer["digest"] for layer in manifest.get("layers", [])]
             config = manifest.get("config", {}).get("digest")
             if not config:
                 raise BundleError(f"{reference}: not a single-platform image manifest")
-            size = 0
-            for part in (config, *layers):
-                blob(reference, part)
-                size += members[f"blobs/sha256/{part.split(':', 1)[1]}"]["size"]
+            size = sum(blob(reference, part).stat().st_size for part in (config, *layers))
             images[reference] = BundleImage(reference, digest, config, layers, size)
         for name, data in contents.files.items():
             members[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}

@@ -17,7 +17,8 @@ from fleetctl.cli.common import (
     app,
     out,
 )
-from fleetctl.cli.plan import PackagesOpt, make_plan
+from fleetctl.cli.plan import PackagesOpt
+from fleetctl.cli.playbook import plan_playbook
 from fleetctl.errors import FleetError
 
 keys_app = typer.Typer(help="Ed25519 keys that sign bundles, and the keys this controller "
@@ -103,9 +104,8 @@ def bundle_create(
 
     key = bundle.load_private_key(sign_key) if sign_key else None
     book = load_playbook(playbook)
-    the_plan, catalog = make_plan(book.requests, inventory, book.group, book.pattern,
-                                  list(book.where), True, 0.0, timeout, host_key_policy,
-                                  state_dir, packages, 300.0)
+    the_plan, catalog = plan_playbook(book, inventory, timeout, host_key_policy, state_dir,
+                                      packages)
     entries = [e for e in the_plan.entries if not e.blocked and e.target]
     if not entries:
         raise FleetError(f"{playbook}: no host can take any of its packages; nothing to "

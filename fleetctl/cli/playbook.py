@@ -22,6 +22,12 @@ from fleetctl.errors import FleetError
 WINDOW_CLOSED = 5
 
 
+def plan_playbook(book, inventory, timeout, host_key_policy, state_dir, packages):
+    """Probe the playbook's targets afresh and plan its packages for them."""
+    return make_plan(book.requests, inventory, book.group, book.pattern, list(book.where),
+                     True, 0.0, timeout, host_key_policy, state_dir, packages, 300.0)
+
+
 @app.command()
 def run(
     playbook: Annotated[Path, typer.Argument(help="The playbook YAML file.",
@@ -47,9 +53,8 @@ def run(
     from fleetctl.rollout import Options
 
     book = load_playbook(playbook)
-    the_plan, catalog = make_plan(book.requests, inventory, book.group, book.pattern,
-                                  list(book.where), True, 0.0, timeout, host_key_policy,
-                                  state_dir, packages, 300.0)
+    the_plan, catalog = plan_playbook(book, inventory, timeout, host_key_policy, state_dir,
+                                      packages)
     book.apply(catalog)     # an override naming a package not in the catalog fails now
     window = book.window.to_json() if book.window and not ignore_window else None
     closed = window_closed(window)

@@ -26,31 +26,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import bcrypt
 import jwt
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-BINARY = Path("/var/cache/fleetlab/pkg/usr/bin/docker-registry")
-STORAGE = Path("/var/lib/fleetlab/registry/data")
+from fleetctl.lab.registry import CONFIG, unpacked
+from fleetctl.lab.system import LabPaths
+
 SERVICE = "fleetlab-registry"
 ISSUER = "fleetlab-token-issuer"
-
-CONFIG = """\
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: {storage}
-  maintenance:
-    readonly:
-      enabled: true
-http:
-  addr: {addr}
-auth:
-{auth}
-"""
 
 
 class TokenIssuer:
@@ -115,9 +101,10 @@ class TokenIssuer:
         chain = [base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER)).decode()]
         return jwt.encode(claims, self.key, algorithm="ES256", headers={"x5c": chain})
 
-    def auth_config(self) -> str:
-        return (f"  token:\n    realm: {self.realm}\n    service: {SERVICE}\n"
-                f"    issuer: {ISSUER}\n    rootcertbundle: {self.cert_file}")
+    def auth_config(self) -> dict:
+        """The registry's ``auth:`` section for tokens from this issuer."""
+        return {"token": {"realm": self.realm, "service": SERVICE, "issuer": ISSUER,
+                          "rootcertbundle": str(self.cert_file)}}
 
     def __enter__(self) -> TokenIssuer:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -128,21 +115,27 @@ class TokenIssuer:
         self.server.server_close()
 
 
-def htpasswd_config(workdir: Path, users: dict[str, str]) -> str:
+def htpasswd_config(workdir: Path, users: dict[str, str]) -> dict:
     """The ``auth:`` section for basic auth with bcrypt-hashed ``users``."""
     path = workdir / "htpasswd"
     path.write_text("".join(f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt()).decode()}\n"
                             for u, p in users.items()))
-    return f"  htpasswd:\n    realm: fleetlab\n    path: {path}"
+    return {"htpasswd": {"realm": "fleetlab", "path": str(path)}}
 
 
 @contextmanager
-def auth_registry(workdir: Path, addr: str, auth: str) -> Iterator[str]:
-    """Run a read-only registry on ``addr`` over the lab's storage; yields ``addr``."""
+def auth_registry(workdir: Path, addr: str, auth: dict) -> Iterator[str]:
+    """Run the lab's registry binary and config read-only on ``addr``, over the lab's
+    storage, with ``auth``; yields ``addr``."""
+    paths = LabPaths.default()
+    settings = yaml.safe_load(CONFIG.format(data=paths.registry / "data", addr=addr))
+    settings["storage"]["maintenance"] = {"readonly": {"enabled": True}}
+    settings["auth"] = auth
     config = workdir / f"registry-{addr.rsplit(':', 1)[1]}.yml"
-    config.write_text(CONFIG.format(storage=STORAGE, addr=addr, auth=auth))
+    config.write_text(yaml.safe_dump(settings))
     log = (workdir / f"{config.stem}.log").open("wb")
-    process = subprocess.Popen([str(BINARY), "serve", str(config)], stdout=log, stderr=log)
+    process = subprocess.Popen([str(unpacked(paths, "docker-registry")), "serve", str(config)],
+                               stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 15
         while not _answers(addr):
