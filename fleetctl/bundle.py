@@ -14,11 +14,13 @@ anywhere is caught before any host is touched.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import io
 import itertools
 import json
+import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -34,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from fleetctl.errors import FleetError
+from fleetctl.registry import PlatformImage
 
 FORMAT = "fleetctl-bundle/1"
 MANIFEST = "manifest.json"
@@ -230,20 +233,39 @@ class Verified:
     def images(self) -> dict[str, dict[str, Any]]:
         return self.manifest["images"]
 
+    def platform_images(self, plan_doc: dict[str, Any]) -> dict[str, list[PlatformImage]]:
+        """Per repository, the tags the bundle's plan saw whose image the bundle holds:
+        what planning offline may choose from."""
+        held = {r.rpartition("@")[2] for r in self.images}
+        found: dict[str, list[PlatformImage]] = {}
+        for key, seen in plan_doc.get("registry", {}).items():
+            where, _, arch = key.rpartition("#")
+            repository, _, tag = where.partition("/")[2].rpartition(":")
+            if seen.get("digest") in held:
+                found.setdefault(repository, []).append(
+                    PlatformImage(tag, seen["digest"], arch, "linux", int(seen.get("size", 0))))
+        return found
 
-def verify(path: Path, trusted: dict[str, Ed25519PublicKey]) -> Verified:
+
+def verify(path: Path, trusted: dict[str, Ed25519PublicKey],
+           unpack_to: tuple[Path, Path] | None = None) -> Verified:
     """Check the signature (required when ``trusted`` is not empty) and every member's
-    sha256; BundleError saying what is wrong, before anything else is done."""
+    sha256; BundleError saying what is wrong, before anything else is done.
+
+    With ``unpack_to=(folder, blobs)`` every member is also written out as it is
+    checked (blobs to ``blobs/sha256/<hex>``, the rest below ``folder``), each file
+    appearing only once its bytes matched; ``folder`` is removed if any did not."""
     try:
         with tarfile.open(path, "r:") as tar:
-            return _verify(path, tar, trusted)
+            return _verify(path, tar, trusted, unpack_to)
     except OSError as exc:
         raise BundleError(f"{path}: {exc.strerror or exc}") from None
     except tarfile.TarError as exc:
         raise BundleError(f"{path}: not a readable bundle ({exc}); copy it again") from None
 
 
-def _verify(path: Path, tar: tarfile.TarFile, trusted: dict[str, Ed25519PublicKey]) -> Verified:
+def _verify(path: Path, tar: tarfile.TarFile, trusted: dict[str, Ed25519PublicKey],
+            unpack_to: tuple[Path, Path] | None) -> Verified:
     members = iter(tar)
     first = next(members, None)
     if first is None or first.name != MANIFEST or not first.isfile():
@@ -256,7 +278,17 @@ def _verify(path: Path, tar: tarfile.TarFile, trusted: dict[str, Ed25519PublicKe
     signed_by = _check_signature(path, manifest_bytes, signature, trusted)
     rest = members if signature is not None or second is None else \
         itertools.chain([second], members)
-    _check_members(path, tar, rest, manifest["members"])
+    if unpack_to is None:
+        _check_members(path, tar, rest, manifest["members"], None)
+    else:
+        folder, blobs = unpack_to
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        try:
+            _check_members(path, tar, rest, manifest["members"], (folder, blobs))
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
     return Verified(path, manifest, signed_by, bool(trusted))
 
 
@@ -308,7 +340,8 @@ def _check_signature(path: Path, data: bytes, signature: dict[str, Any] | None,
 
 
 def _check_members(path: Path, tar: tarfile.TarFile, members: Iterator[tarfile.TarInfo],
-                   listed: dict[str, dict[str, Any]]) -> None:
+                   listed: dict[str, dict[str, Any]], unpack_to: tuple[Path, Path] | None
+                   ) -> None:
     seen = set()
     for member in members:
         name = member.name
@@ -319,14 +352,28 @@ def _check_members(path: Path, tar: tarfile.TarFile, members: Iterator[tarfile.T
                               f"changed, do not use it")
         if not member.isfile() or PurePosixPath(name).is_absolute() or ".." in name.split("/"):
             raise BundleError(f"{path}: {name} is not a plain file inside the bundle")
+        final = None
+        if unpack_to is not None:
+            folder, blobs = unpack_to
+            final = blobs / "sha256" / name.rpartition("/")[2] if name.startswith("blobs/") \
+                else folder / name
+            final.parent.mkdir(parents=True, exist_ok=True)
+        partial = final.with_name(final.name + ".part") if final else None
         hasher = hashlib.sha256()
         handle = tar.extractfile(member)
         assert handle is not None
-        while chunk := handle.read(1 << 20):
-            hasher.update(chunk)
+        with partial.open("wb") if partial else contextlib.nullcontext() as sink:
+            while chunk := handle.read(1 << 20):
+                hasher.update(chunk)
+                if sink:
+                    sink.write(chunk)
         if hasher.hexdigest() != listed[name]["sha256"]:
+            if partial:
+                partial.unlink()
             raise BundleError(f"{path}: {name} does not match its sha256 in the manifest; "
                               f"the bundle was changed or damaged, do not use it")
+        if partial and final:
+            partial.replace(final)
         seen.add(name)
     missing = sorted(set(listed) - seen)
     if missing:

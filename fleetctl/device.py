@@ -81,11 +81,12 @@ def unlock(conn: Connection, package: str, rollout: str, audit_line: str) -> Non
 
 
 def stage(conn: Connection, package: str, release: str, compose_text: str, image: str,
-          digest: str) -> bool:
+          digest: str, config: str = "") -> bool:
     """Write the release folder atomically, pull the image by digest and check the
-    digest. Nothing running changes. True when a pull was needed."""
+    digest. Nothing running changes. True when a pull was needed. With ``config``
+    the image was delivered over SSH: never pulled, its id must be ``config``."""
     out = _call(conn, package, "stage", PULL_TIMEOUT, REL=release, IMAGE=image, DIGEST=digest,
-                COMPOSE=base64.b64encode(compose_text.encode()).decode())
+                CONFIG=config, COMPOSE=base64.b64encode(compose_text.encode()).decode())
     return "pulled" in out
 
 

@@ -25,7 +25,7 @@ do_unlock() {  # LINE ID: the lock goes even when the audit line cannot be writt
         echo "audit log not written (disk full?)" >&2; exit 1; }
 }
 
-do_stage() {  # REL COMPOSE(base64) IMAGE DIGEST
+do_stage() {  # REL COMPOSE(base64) IMAGE DIGEST CONFIG (set: delivered, no pull)
     R="$D/releases/$REL"
     mkdir -p "$R" "$D/data" || exit 1
     printf '%s' "$COMPOSE" | base64 -d > "$R/compose.yml.tmp" || exit 1
@@ -33,12 +33,21 @@ do_stage() {  # REL COMPOSE(base64) IMAGE DIGEST
     printf '%s\n' "$IMAGE" > "$R/image.tmp" && mv -f "$R/image.tmp" "$R/image" || exit 1
     if docker image inspect "$IMAGE" >/dev/null 2>&1; then
         echo present
+    elif [ -n "$CONFIG" ]; then
+        echo "image $IMAGE is not on the host: its delivery over SSH did not finish" >&2
+        exit 1
     else
         out=$(docker pull "$IMAGE" 2>&1) || { printf '%s\n' "$out" | tail -n 1 >&2; exit 1; }
         echo pulled
     fi
-    docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$IMAGE" \
-        | grep -q "@$DIGEST\$" || { echo "image $IMAGE does not have digest $DIGEST" >&2; exit 1; }
+    if [ -n "$CONFIG" ]; then  # a loaded image has no registry digest; its id is the config's
+        [ "$(docker image inspect -f '{{.Id}}' "$IMAGE")" = "$CONFIG" ] || {
+            echo "image $IMAGE is not the config $CONFIG of $DIGEST" >&2; exit 1; }
+    else
+        docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$IMAGE" \
+            | grep -q "@$DIGEST\$" || { echo "image $IMAGE does not have digest $DIGEST" >&2
+                                         exit 1; }
+    fi
 }
 
 compose_up() {  # in a release folder
@@ -120,4 +129,54 @@ do_switch() {  # REL COMPOSE_CMD CURRENT: run an earlier release again, no pull
         if [ -n "$cur" ] && [ "$cur" != "releases/$REL" ]; then swap previous "$cur"; fi
         swap current "releases/$REL"
     fi
+}
+
+# Image delivery over SSH (fleetctl/delivery.py). S: the staging folder; blobs wait in
+# $S/blobs as <hex>.part while they arrive and as <hex> once their sha256 matched.
+size_of() { if [ -f "$1" ]; then wc -c < "$1" | tr -d ' '; else echo 0; fi; }
+
+do_survey() {  # Q: lines "image TAG CONFIG", "chain HEX", "blob HEX"
+    root=$(docker info -f '{{.DockerRootDir}} {{.Driver}}' 2>/dev/null)
+    LAYERDB="${root% *}/image/${root#* }/layerdb/sha256"
+    printf '%s\n' "$Q" | while read -r kind key extra; do
+        case "$kind" in
+        image) [ "$(docker image inspect -f '{{.Id}}' "$key" 2>/dev/null)" = "$extra" ] \
+                   && echo "image:$key yes" ;;
+        chain) [ -d "$LAYERDB/$key" ] && echo "chain:$key yes" ;;
+        blob) if [ -f "$S/blobs/$key" ]; then echo "blob:$key $(size_of "$S/blobs/$key")"
+              else echo "blob:$key $(size_of "$S/blobs/$key.part")"; fi ;;
+        esac
+    done
+    true
+}
+
+do_seal() {  # H: check a complete blob's sha256 and make it final
+    [ -f "$S/blobs/$H" ] && exit 0
+    sum=$(sha256sum "$S/blobs/$H.part" | cut -d ' ' -f 1) || exit 1
+    if [ "$sum" != "$H" ]; then
+        rm -f "$S/blobs/$H.part"
+        echo "blob sha256:$H arrived damaged (sha256 $sum); it is sent again next time" >&2
+        exit 1
+    fi
+    mv -f "$S/blobs/$H.part" "$S/blobs/$H"
+}
+
+do_load() {  # MANIFEST TAG CONFIG BLOBS: docker load the staged blobs, check the id
+    L="$S/load.$$"
+    rm -rf "$L" && mkdir -p "$L/blobs/sha256" || exit 1
+    for h in $BLOBS; do  # a layer the engine has is not staged: docker load skips it
+        [ -f "$S/blobs/$h" ] && { ln "$S/blobs/$h" "$L/blobs/sha256/$h" 2>/dev/null ||
+            cp "$S/blobs/$h" "$L/blobs/sha256/$h" || { rm -rf "$L"; exit 1; }; }
+    done
+    printf '%s' "$MANIFEST" > "$L/manifest.json" || { rm -rf "$L"; exit 1; }
+    out=$(tar -C "$L" -cf - . | docker load 2>&1)
+    rc=$?
+    rm -rf "$L"
+    [ $rc = 0 ] || { printf '%s\n' "$out" | tail -n 1 >&2; exit 1; }
+    id=$(docker image inspect -f '{{.Id}}' "$TAG" 2>/dev/null)
+    [ "$id" = "$CONFIG" ] || { echo "loaded $TAG has id ${id:-none}, not $CONFIG" >&2; exit 1; }
+}
+
+do_clean() {  # H: staged blobs no longer needed
+    for h in $H; do rm -f "$S/blobs/$h" "$S/blobs/$h.part"; done
 }

@@ -244,7 +244,8 @@ def _parse_docker(facts: HostFacts, s: dict[str, str]) -> None:
     facts.runtimes = sorted(info.get("Runtimes") or {})
     facts.default_runtime = info.get("DefaultRuntime")
     facts.images = [LocalImage(repo, None if tag == "<none>" else tag,
-                               None if digest == "<none>" else digest, image_id, size)
+                               digest_from_tag(tag) if digest == "<none>" else digest,
+                               image_id, size)
                     for repo, tag, digest, image_id, size in
                     (line.split("\t") for line in s.get("docker_images", "").splitlines()
                      if line.count("\t") == 4)]
@@ -259,6 +260,14 @@ def _parse_docker(facts: HostFacts, s: dict[str, str]) -> None:
             health=health.group(1).replace("health: ", "") if health else None,
             project=project or None, package=package or None, version=version or None,
             release=release or None, digest=_image_digest(image, facts.images)))
+
+
+def digest_from_tag(tag: str | None) -> str | None:
+    """The manifest digest an image delivered over SSH carries in its tag
+    (``sha256-<hex>``, see :func:`fleetctl.delivery.local_tag`); None for other tags."""
+    if tag and tag.startswith("sha256-") and len(tag) == 71:
+        return "sha256:" + tag[7:]
+    return None
 
 
 def _image_digest(reference: str, images: list[LocalImage]) -> str | None:

@@ -72,7 +72,7 @@ CREATE TABLE IF NOT EXISTS fleet_locks (
 
 ACTIVE = ("running", "paused")
 FINAL_HOST_PHASES = ("committed", "reverted", "revert-failed", "failed", "noop", "skipped",
-                     "rolled-back", "cancelled")
+                     "rolled-back", "cancelled", "ready")
 
 
 def operator() -> str:

@@ -237,8 +237,10 @@ def registry_endpoint(host_vars: dict[str, Any], ref: ImageRef) -> ImageRef:
 
 
 def make_plan(catalog: Catalog, requests: list[Request], results: list[ProbeResult],
-              db: StateDB | None, *, ttl: float = 300.0) -> Plan:
-    """Plan every requested package (dependencies first) for every host that answered."""
+              db: StateDB | None, *, ttl: float = 300.0,
+              offline: dict[str, list[PlatformImage]] | None = None) -> Plan:
+    """Plan every requested package (dependencies first) for every host that answered.
+    With ``offline`` (per repository, e.g. a bundle's images) no registry is asked."""
     resolved = catalog.resolve(requests)
     answered = [r for r in results if r.facts is not None]
     plan = Plan([str(r) for r in requests], [p.name for p, _ in resolved], [],
@@ -259,8 +261,11 @@ def make_plan(catalog: Catalog, requests: list[Request], results: list[ProbeResu
 
     def fetch(key: tuple[str, str]) -> tuple[tuple[str, str], list[PlatformImage]]:
         package, hosts = wanted[key]
-        client = clients[key[1]]
         repository = parse_reference(package.image).repository
+        if offline is not None:
+            skipped[key] = []
+            return key, offline.get(repository, [])
+        client = clients[key[1]]
         bound = l4t_bound(package)
         tags = client.tags(repository)
         skipped[key] = [t for t in tags if not tag_may_fit(t, hosts, bound)]

@@ -11,12 +11,29 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from fleetctl import device
 from fleetctl.catalog import Catalog, Package, parse_duration
 from fleetctl.compose import RenderContext, render_compose, render_text
+from fleetctl.delivery import (
+    BlobStore,
+    Delivered,
+    ImageParts,
+    RateLimit,
+    Seed,
+    clean,
+    deliver_direct,
+    deliver_from_seed,
+    delivery_mode,
+    load,
+    local_tag,
+    registry_fetcher,
+    stage_for_peers,
+    survey,
+)
 from fleetctl.errors import FleetError
 from fleetctl.facts import PROBE_SCRIPT, HostFacts, ProbeOutputError, parse_probe
 from fleetctl.hosttests import HostTests
@@ -53,6 +70,10 @@ class Options:
     connect_timeout: float = 5.0
     window: dict[str, Any] | None = None      # maintenance window (playbook.Window JSON)
     playbook: dict[str, str] | None = None    # {path, sha256}: env, vars, health overrides
+    delivery: str | None = None       # "registry" or "ssh"; None: each host's fleetctl_delivery
+    via_seed: bool = False            # ssh delivery: one host per site gets the blobs once
+    stage_only: bool = False          # deliver and stage on every target, change nothing
+    bundle: str | None = None         # an unpacked bundle: its catalog, blobs only from it
 
     @property
     def policy(self) -> FailurePolicy:
@@ -70,6 +91,26 @@ class Context:
     host_key_policy: str | None = None
     sleep: Callable[[float], None] = time.sleep
     package_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
+    blobs: BlobStore | None = None                      # images for ssh delivery
+    limits: dict[str, RateLimit] = field(default_factory=dict)     # site -> uplink cap
+
+
+def with_delivery(ctx: Context, options: Options, plan: Plan) -> Context:
+    """The context with the blob store and the per-site rate limits ssh delivery uses,
+    and a bundle's catalog when the rollout deploys one."""
+    from fleetctl.catalog import load_catalog
+    from fleetctl.registry import RegistryClient
+
+    if options.bundle:
+        ctx = replace(ctx, catalog=load_catalog(Path(options.bundle) / "packages"))
+    fetch = None if options.bundle else registry_fetcher(lambda r: RegistryClient(r, ctx.db))
+    return replace(ctx, blobs=BlobStore(ctx.db.dir / "blobs", fetch),
+                   limits={site: RateLimit(rate) for site, rate in plan.bandwidth.items()})
+
+
+def ssh_delivery(ctx: Context, options: Options, host: str) -> bool:
+    """Whether ``host`` gets its images over SSH rather than from a registry."""
+    return delivery_mode(host, ctx.hosts[host].vars, options.delivery) == "ssh"
 
 
 def with_playbook(ctx: Context, options: Options) -> Context:
@@ -91,9 +132,10 @@ def start(ctx: Context, rollout_id: str, plan: Plan, options: Options) -> Rollou
     targeted = list(dict.fromkeys(e.host for e in plan.entries
                                   if e.action not in ("noop", "blocked")))
     classes = {e.host: (e.l4t, e.module) for e in plan.entries}
-    first = batches(targeted, options.steps)[0] if targeted else []
+    step_sizes = ["100%"] if options.stage_only else options.steps
+    first = batches(targeted, step_sizes)[0] if targeted else []
     ordered = order_canaries_first(targeted, classes, len(first), options.canaries)
-    steps = batches(ordered, options.steps)
+    steps = batches(ordered, step_sizes)
     step_of = {h: i for i, hosts in enumerate(steps) for h in hosts}
     states = []
     for entry in plan.entries:
@@ -114,10 +156,12 @@ def start(ctx: Context, rollout_id: str, plan: Plan, options: Options) -> Rollou
 def run(ctx: Context, record: RolloutRecord) -> RolloutRecord:
     """Run (or continue) a rollout to its end, a breach, or a manual pause."""
     options = Options(**record.options)
-    ctx = with_playbook(ctx, options)
     plan = Plan.from_json(record.plan)
+    ctx = with_playbook(with_delivery(ctx, options, plan), options)
     journal = ctx.journal
     policy = options.policy
+    if options.via_seed:
+        seed_sites(ctx, record, plan, options)
     failed_so_far = done_so_far = 0
     for index, step_hosts in enumerate(record.steps):
         states = _states(journal, record.id)
@@ -222,8 +266,10 @@ def _deploy_host(ctx: Context, record: RolloutRecord, plan: Plan, options: Optio
                                           states[entry.package])
             except SSHFailure as exc:
                 phase = _state(journal, record.id, host, entry.package).phase
+                # "locked": only the device lock (this rollout's) and staged blobs exist
                 journal.set_host(record.id, host, entry.package,
-                                 "deferred" if phase in ("pending", "deferred") else phase,
+                                 "deferred" if phase in ("pending", "deferred", "locked")
+                                 else phase,
                                  error=f"connection lost: {exc.reason}: {exc.detail}")
                 return "deferred"
             except (device.StepFailed, FleetError) as exc:
@@ -234,7 +280,7 @@ def _deploy_host(ctx: Context, record: RolloutRecord, plan: Plan, options: Optio
                                  "failed" if phase in ("pending", "deferred", "locked")
                                  else phase, error=str(exc))
                 outcome = "failed"
-            if outcome not in ("committed", "noop"):
+            if outcome not in ("committed", "noop", "ready"):
                 for later in pending[position + 1:]:
                     journal.set_host(record.id, host, later.package, "skipped",
                                      error=f"not deployed: {entry.package} {outcome}")
@@ -291,15 +337,23 @@ def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, optio
     if failed_checks and state.phase == "locked":
         return _fail(ctx, conn, record, state, "preflight: " + "; ".join(
             f"{c.name}: {c.detail}" for c in failed_checks))
-    render = render_context(ctx, package, host, rid, facts, entry.version, entry.target)
+    over_ssh = ssh_delivery(ctx, options, host)
+    image = local_tag(entry.target) if over_ssh else entry.target
+    render = render_context(ctx, package, host, rid, facts, entry.version, image)
     if state.phase == "locked":
         try:
-            pulled = device.stage(conn, name, rid, render_compose(render), entry.target,
-                                  entry.digest)
-        except device.StepFailed as exc:
+            parts, delivered = _deliver(ctx, conn, entry) if over_ssh else (None, None)
+            pulled = device.stage(conn, name, rid, render_compose(render), image,
+                                  entry.digest, parts.config if parts else "")
+        except (device.StepFailed, FleetError) as exc:
             return _fail(ctx, conn, record, state, str(exc))
-        journal.set_host(rid, host, name, "staged", "image pulled" if pulled else
-                         "image already on the host")
+        detail = (f"over SSH: {delivered.describe()}" if delivered else
+                  "image pulled" if pulled else "image already on the host")
+        if options.stage_only:
+            _finish(ctx, conn, record, state, "ready", f"staged, nothing running changed; "
+                    f"{detail}")
+            return "ready"
+        journal.set_host(rid, host, name, "staged", detail)
         state.phase = "staged"
     if state.phase == "staged":
         try:
@@ -317,6 +371,99 @@ def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, optio
                      + (f"; previous release {previous} kept" if previous else ""))
     write_audit(ctx, conn, record, state, "committed")
     return "committed"
+
+
+def _deliver(ctx: Context, conn: Connection, entry: PlanEntry) -> tuple[ImageParts, Delivered]:
+    """The entry's image onto the host over its SSH connection (if it is not there)."""
+    assert ctx.blobs is not None and entry.target
+    parts = ctx.blobs.image(entry.target)
+    limit = ctx.limits.setdefault(entry.site or "-", RateLimit(None))
+    return parts, deliver_direct(conn, entry.host, [parts], ctx.blobs, limit)
+
+
+def seed_sites(ctx: Context, record: RolloutRecord, plan: Plan, options: Options) -> None:
+    """Before the first step, per site: one host (the first in rollout order) gets every
+    blob the site's hosts lack over the uplink, once, and loads its own images; the
+    others fetch theirs from it over the LAN. A host this fails for is left to get its
+    image over its own SSH connection at its step."""
+    states = _states(ctx.journal, record.id)
+    order = {h: i for i, h in enumerate(h for step in record.steps for h in step)}
+    sites: dict[str, dict[str, list[PlanEntry]]] = {}
+    for e in plan.entries:
+        if (e.target and e.host in order and ssh_delivery(ctx, options, e.host)
+                and any(s.package == e.package and s.phase in ("pending", "deferred")
+                        for s in states[e.host])):
+            sites.setdefault(e.site or "-", {}).setdefault(e.host, []).append(e)
+    parallel(lambda site: _seed_site(ctx, record, options, site,
+                                     dict(sorted(sites[site].items(),
+                                                 key=lambda item: order[item[0]]))),
+             [site for site, hosts in sites.items() if len(hosts) > 1])
+
+
+def _seed_site(ctx: Context, record: RolloutRecord, options: Options, site: str,
+               hosts: dict[str, list[PlanEntry]]) -> None:
+    assert ctx.blobs is not None
+    store, journal = ctx.blobs, ctx.journal
+    images = {h: [store.image(e.target) for e in entries if e.target]
+              for h, entries in hosts.items()}
+
+    def note(host: str, phase: str, detail: str) -> None:
+        for entry in hosts[host]:
+            journal.note(record.id, host, entry.package, phase, detail)
+
+    conns: dict[str, Connection] = {}
+    for host, conn in zip(hosts, parallel(lambda h: _try_connect(ctx, h, options), list(hosts)),
+                          strict=True):
+        if isinstance(conn, Connection):
+            conns[host] = conn
+        else:
+            note(host, "delivery", f"not reached for seeding ({conn}); it gets its image "
+                                   f"itself at its step")
+    if len(conns) < 2:
+        for conn in conns.values():
+            conn.close()
+        return
+    seed_host, *peers = conns
+    seed_conn = conns[seed_host]
+    try:
+        needs = dict(zip(conns, parallel(lambda h: survey(conns[h], images[h]), list(conns)),
+                         strict=True))
+        blobs = {d: store.ensure(ref, d) for need in needs.values()
+                 for d, ref in need.blobs.items()}
+        limit = ctx.limits.setdefault(site, RateLimit(None))
+        sent, resumed = stage_for_peers(seed_conn, blobs, limit)
+        for image in needs[seed_host].images:
+            load(seed_conn, image)
+        note(seed_host, "delivery", f"seed of site {site}: {len(blobs)} blobs, {sent:,} bytes "
+                                    f"sent over SSH" + (f" ({resumed:,} staged before)"
+                                                        if resumed else ""))
+        seed = Seed(seed_conn, ctx.hosts[seed_host].vars.get("ansible_host") or
+                    seed_conn.target.address)
+        try:
+            def fetch(peer: str) -> None:
+                try:
+                    done = deliver_from_seed(conns[peer], peer, images[peer], seed, seed_host)
+                    note(peer, "delivery", done.describe())
+                except (device.StepFailed, SSHFailure) as exc:
+                    note(peer, "delivery", f"from seed {seed_host} failed ({exc}); it gets "
+                                           f"its image itself at its step")
+            parallel(fetch, peers)
+        finally:
+            seed.close()
+        clean(seed_conn, list(blobs))
+    except (device.StepFailed, SSHFailure, FleetError) as exc:
+        note(seed_host, "delivery", f"seeding site {site} failed ({exc}); each host gets "
+                                    f"its image itself at its step")
+    finally:
+        for conn in conns.values():
+            conn.close()
+
+
+def _try_connect(ctx: Context, host: str, options: Options) -> Connection | str:
+    try:
+        return connect_host(ctx, host, options.connect_timeout)
+    except SSHFailure as exc:
+        return f"{exc.reason}: {exc.detail}"
 
 
 def live_facts(conn: Connection) -> HostFacts:
@@ -546,7 +693,7 @@ def rollback_rollout(ctx: Context, rollout_id: str) -> RolloutRecord:
         raise FleetError(f"rollout {rollout_id} is still running ({record.controller}); stop "
                          f"it first", exit_code=3)
     options = Options(**record.options)
-    ctx = with_playbook(ctx, options)
+    ctx = with_playbook(with_delivery(ctx, options, Plan.from_json(record.plan)), options)
     hosts = list(dict.fromkeys(s.host for s in record.hosts))
     ctx.journal.lock(rollout_id, record.packages, hosts, break_lock=True)
     ctx.journal.claim(rollout_id)

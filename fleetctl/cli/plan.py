@@ -83,8 +83,9 @@ def packages_show(name: Annotated[str, typer.Argument(help="Package name or alia
 
 
 def make_plan(requests: list[str], inventory, group, limit, where, refresh, max_age,
-              timeout, host_key_policy, state_dir, packages, ttl):
-    """Probe the selected hosts and plan the packages for them (shared with deploy)."""
+              timeout, host_key_policy, state_dir, packages, ttl, offline=None):
+    """Probe the selected hosts and plan the packages for them (shared with deploy);
+    ``offline``: the images to choose from instead of the registry's."""
     from fleetctl.catalog import parse_request
     from fleetctl.cli.fleet import probe_selected
     from fleetctl.plan import make_plan as plan_for
@@ -98,7 +99,7 @@ def make_plan(requests: list[str], inventory, group, limit, where, refresh, max_
     results = probe_selected(inventory, group, limit, where, refresh, max_age, timeout,
                              host_key_policy, state_dir)
     db = StateDB(state_dir or default_state_dir())
-    return plan_for(catalog, wanted, results, db, ttl=ttl), catalog
+    return plan_for(catalog, wanted, results, db, ttl=ttl, offline=offline), catalog
 
 
 @app.command()

@@ -20,7 +20,7 @@ from fleetctl.journal import FINAL_HOST_PHASES, Journal, RolloutRecord
 
 COLOURS = {"committed": "green", "noop": "green", "reverted": "yellow", "deferred": "yellow",
            "rolled-back": "yellow", "failed": "red", "revert-failed": "red",
-           "cancelled": "dim", "skipped": "dim", "pending": "dim"}
+           "cancelled": "dim", "skipped": "dim", "pending": "dim", "ready": "green"}
 
 
 class PlainProgress:

@@ -39,6 +39,26 @@ EventsOpt = Annotated[Path | None, typer.Option("--events", help="Append every e
 ReportOpt = Annotated[bool, typer.Option("--json", help="Print a final JSON report.")]
 BreakLockOpt = Annotated[bool, typer.Option("--break-lock", help="Take over locks held by "
                                             "a dead rollout (device and fleet).")]
+DeliveryOpt = Annotated[str | None, typer.Option(
+    "--delivery", help="registry (hosts pull) or ssh (fleetctl sends the blobs a host "
+                       "lacks and loads them) [default: each host's fleetctl_delivery, "
+                       "else registry].")]
+ViaSeedOpt = Annotated[bool, typer.Option(
+    "--via-seed", help="ssh delivery: per site, one host gets the blobs over the uplink "
+                       "once, the others fetch them from it over the LAN.")]
+StageOnlyOpt = Annotated[bool, typer.Option(
+    "--stage-only", help="Deliver images and release files to every target and stop; "
+                         "nothing running changes. A later run activates without pulling.")]
+
+
+def delivery_fields(delivery: str | None, via_seed: bool, stage_only: bool) -> dict:
+    """Options fields for how images travel; FleetError for a bad --delivery."""
+    from fleetctl.delivery import MODES
+
+    if delivery is not None and delivery not in MODES:
+        raise FleetError(f"--delivery {delivery!r} should be one of {', '.join(MODES)}",
+                         exit_code=2)
+    return {"delivery": delivery, "via_seed": via_seed, "stage_only": stage_only}
 
 
 def _context(inventory, state_dir, host_key_policy, packages, events):
@@ -129,6 +149,7 @@ def deploy(
     rollback_all: Annotated[bool, typer.Option("--rollback-all", help="On a breach, also "
                                                "revert hosts of earlier steps.")] = False,
     keep: Annotated[int, typer.Option("--keep", min=2, help="Releases kept per host.")] = 3,
+    delivery: DeliveryOpt = None, via_seed: ViaSeedOpt = False, stage_only: StageOnlyOpt = False,
     break_lock: BreakLockOpt = False, report: ReportOpt = False, events: EventsOpt = None,
     timeout: TimeoutOpt = 5.0, host_key_policy: HostKeyOpt = None,
     state_dir: StateDirOpt = None, packages: PackagesOpt = None,
@@ -149,7 +170,8 @@ def deploy(
         gate_timeout=_duration(gate_timeout, "--gate-timeout"),
         keep_releases=keep, rollback_all=rollback_all, break_lock=break_lock,
         connect_timeout=timeout, **_policy_fields(parse_policy(max_failures, failure_scope,
-                                                               unreachable)))
+                                                               unreachable)),
+        **delivery_fields(delivery, via_seed, stage_only))
     if plan_file:
         the_plan = Plan.read(plan_file)
         if the_plan.requests != [request]:

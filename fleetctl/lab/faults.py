@@ -54,7 +54,7 @@ def heal(host: LabHost) -> list[str]:
     if "hang" in faults:
         host.cgroup.freeze(False)
     if "unreachable" in faults:
-        _nft_undrop(host.spec.name)
+        nft_undrop(host.spec.name)
     if "disk-full" in faults:
         (host.disk / FILL_FILE).unlink(missing_ok=True)
     if "dockerd-down" in faults:
@@ -88,16 +88,23 @@ def _slow_link(host: LabHost, params: dict) -> None:
     params.update({"pid": pid, "delay_ms": delay, "kbps": kbps, "stats": str(stats)})
 
 
-def _nft_drop(address: str, name: str) -> None:
+def _nft_drop(address: str, name: str, port: list[str] | None = None) -> None:
     if run(["nft", "list", "table", "inet", NFT_TABLE], check=False).returncode != 0:
         run(["nft", "add", "table", "inet", NFT_TABLE])
         run(["nft", "add", "chain", "inet", NFT_TABLE, "out",
              "{ type filter hook output priority 0; policy accept; }"])
-    run(["nft", "add", "rule", "inet", NFT_TABLE, "out", "ip", "daddr", address, "drop",
-         "comment", f'"{name}"'])
+    run(["nft", "add", "rule", "inet", NFT_TABLE, "out", "ip", "daddr", address, *(port or []),
+         "drop", "comment", f'"{name}"'])
 
 
-def _nft_undrop(name: str) -> None:
+def nft_drop_port(address: str, name: str) -> None:
+    """Drop packets to ``address`` (``ip:port``), labelled ``name``."""
+    ip, port = address.rsplit(":", 1)
+    _nft_drop(ip, name, ["tcp", "dport", port])
+
+
+def nft_undrop(name: str) -> None:
+    """Remove the drop rules labelled ``name`` (and the table once none is left)."""
     listing = run(["nft", "-a", "list", "chain", "inet", NFT_TABLE, "out"], check=False)
     handles = [line.rsplit("# handle", 1)[1].strip()
                for line in listing.stdout.decode().splitlines()

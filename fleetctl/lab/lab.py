@@ -44,6 +44,7 @@ class Lab:
         self.paths = paths
         self.hosts: dict[str, LabHost] = {}
         self.registry_pid: int | None = None
+        self.registry_blocked = False
         self.image_digests: dict[str, str] = {}
         self.lock = threading.Lock()
 
@@ -114,18 +115,35 @@ class Lab:
         return self.hosts[name]
 
     def fault(self, name: str, kind: str, params: dict) -> dict:
-        """Inject a fault on one host."""
+        """Inject a fault on one host, or make the registry unreachable (``registry``)."""
+        if name == "registry":
+            return self._registry_fault(kind, on=True)
         host = self.host(name)
         faults.inject(host, kind, params)
         self.save()
         return self.host_status(host)
 
     def heal(self, name: str) -> dict:
-        """Undo every fault on one host."""
+        """Undo every fault on one host (or on the registry)."""
+        if name == "registry":
+            return self._registry_fault("unreachable", on=False)
         host = self.host(name)
         faults.heal(host)
         self.save()
         return self.host_status(host)
+
+    def _registry_fault(self, kind: str, on: bool) -> dict:
+        # hosts share the controller's network namespace: blocked for everyone
+        if kind != "unreachable":
+            raise InputError(f"the registry takes only the fault 'unreachable', not {kind!r}")
+        if on and not self.registry_blocked:
+            faults.nft_drop_port(REGISTRY_ADDR, "registry")
+        elif not on and self.registry_blocked:
+            faults.nft_undrop("registry")
+        self.registry_blocked = on
+        self.save()
+        return {"name": "registry", "faults": ["unreachable"] if on else [],
+                "state": "faulted" if on else "running"}
 
     def host_status(self, host: LabHost) -> dict:
         st = host.state
@@ -159,7 +177,7 @@ class Lab:
             "known_hosts": str(paths.known_hosts),
             "ssh_config": str(paths.ssh_config),
             "registry": {"address": REGISTRY_ADDR, "running": alive(self.registry_pid),
-                         "images": self.image_digests},
+                         "unreachable": self.registry_blocked, "images": self.image_digests},
             "hosts": [self.host_status(h) for h in self.hosts.values()],
         }
 

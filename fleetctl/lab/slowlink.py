@@ -4,7 +4,8 @@ The kernels this lab runs on have no ``netem``, so a slow link is simulated by
 putting this proxy in front of a host's sshd. Every chunk read in either
 direction is delivered ``delay`` ms later, in order; with ``kbps`` the writer
 sleeps long enough after each chunk to hold the rate. Byte counts per
-direction are kept in a JSON stats file, so tests can count what crossed.
+direction are kept in a JSON stats file (rewritten every 0.2 s while bytes
+flow), so tests can count what crossed, even mid-transfer.
 
 Run as ``python -m fleetctl.lab.slowlink LISTEN TARGET --delay-ms N --kbps N --stats FILE``.
 """
@@ -20,6 +21,8 @@ import time
 from pathlib import Path
 
 CHUNK = 16 * 1024
+#: seconds between writes of the stats file while bytes flow
+SAVE_EVERY = 0.2
 
 
 class Link:
@@ -30,8 +33,10 @@ class Link:
         self.bytes_per_s = kbps * 1000 / 8 if kbps > 0 else 0.0
         self.stats = stats
         self.counts = {"up": 0, "down": 0, "connections": 0}
+        self.saved_at = 0.0
 
     def save(self) -> None:
+        self.saved_at = time.monotonic()
         if self.stats:
             tmp = self.stats.with_suffix(".tmp")
             tmp.write_text(json.dumps(self.counts))
@@ -52,6 +57,8 @@ class Link:
                 writer.write(data)
                 await writer.drain()
                 self.counts[direction] += len(data)
+                if time.monotonic() - self.saved_at > SAVE_EVERY:
+                    self.save()
                 if self.bytes_per_s:
                     await asyncio.sleep(len(data) / self.bytes_per_s)
             if writer.can_write_eof():

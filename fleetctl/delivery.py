@@ -1,0 +1,413 @@
+"""Image delivery over SSH, for hosts that cannot (or should not) pull from a registry.
+
+A host gets only the blobs it lacks: a layer whose chain id is already in the
+engine's layer store is never sent (``docker load`` does not read it either).
+Blobs land in a staging folder on the host as ``<hex>.part``, appended to from
+where the last attempt stopped, and are renamed only once their sha256 matches,
+so a broken link resumes instead of starting over. The staged blobs are then
+put together as a ``docker save`` archive and loaded under a local tag that
+names the manifest digest (``repo:sha256-<hex>``), since a loaded image has no
+registry digest of its own; the loaded image's id must equal the manifest's
+config digest.
+
+With a seed, one host of a site receives the site's blobs once and serves them
+to the other hosts of the site over its LAN (``fleetctl/seed.py``), so the
+uplink carries each blob once per site. The controller's sending rate is capped
+per site (``fleetctl_bandwidth``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import shlex
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import BinaryIO
+
+import paramiko
+
+from fleetctl.compose import RELEASES_ROOT
+from fleetctl.device import DEVICE_SCRIPT, StepFailed
+from fleetctl.errors import FleetError
+from fleetctl.registry import parse_reference
+from fleetctl.ssh import Connection, SSHFailure
+
+#: where blobs wait on a device until they are loaded
+STAGING = f"{RELEASES_ROOT}/.images"
+CHUNK = 64 * 1024
+LOAD_TIMEOUT = 900.0
+MODES = ("registry", "ssh")
+#: the device side of seeding: serves staged blobs, fetches them from a seed
+SEED_SCRIPT = (resources.files("fleetctl") / "seed.py").read_text()
+
+#: fetch(image reference, blob digest, destination, is the manifest) -> size
+BlobFetcher = Callable[[str, str, BinaryIO, bool], int]
+
+
+# -- pure -------------------------------------------------------------------------------------
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """The layer store's ids of a stack of layers: the first layer's diff id, then
+    ``sha256(parent chain id + " " + diff id)`` for each layer above it."""
+    chains: list[str] = []
+    for diff_id in diff_ids:
+        chains.append(diff_id if not chains else
+                      "sha256:" + hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest())
+    return chains
+
+
+def local_tag(reference: str) -> str:
+    """The tag a delivered image gets: ``registry/repo@sha256:<hex>`` becomes
+    ``registry/repo:sha256-<hex>`` (the cosign convention), so it names its digest
+    (read back by :func:`fleetctl.facts.digest_from_tag`)."""
+    name, _, digest = reference.partition("@")
+    if not digest.startswith("sha256:"):
+        raise ValueError(f"{reference!r} is not pinned by a sha256 digest")
+    return f"{name}:sha256-{digest[7:]}"
+
+
+def delivery_mode(host: str, host_vars: dict, override: str | None) -> str:
+    """``registry`` or ``ssh`` for a host: ``override`` (the command line), else its
+    ``fleetctl_delivery`` variable, else ``registry``."""
+    mode = override or str(host_vars.get("fleetctl_delivery") or "registry")
+    if mode not in MODES:
+        where = "--delivery" if override else f"host {host}: fleetctl_delivery"
+        raise FleetError(f"{where}: {mode!r} is not one of {', '.join(MODES)}", exit_code=2)
+    return mode
+
+
+@dataclass(frozen=True)
+class ImageParts:
+    """What makes up one platform image: its manifest, config and layers."""
+
+    reference: str                          # registry/repo@sha256:...
+    config: str
+    layers: tuple[tuple[str, int], ...]     # (digest, size), bottom first
+    diff_ids: tuple[str, ...]
+
+    @property
+    def manifest(self) -> str:
+        return self.reference.rpartition("@")[2]
+
+    @property
+    def tag(self) -> str:
+        return local_tag(self.reference)
+
+    def save_manifest(self) -> bytes:
+        """``manifest.json`` of a ``docker save`` archive of this image, the blobs
+        under ``blobs/sha256/`` (gzipped layers load as they are)."""
+        return json.dumps([{
+            "Config": f"blobs/sha256/{self.config[7:]}",
+            "RepoTags": [self.tag],
+            "Layers": [f"blobs/sha256/{d[7:]}" for d, _ in self.layers],
+        }]).encode()
+
+
+class RateLimit:
+    """A token bucket shared by every transfer to one site: ``rate`` bytes/s."""
+
+    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.rate = rate
+        self.clock, self.sleep = clock, sleep
+        self.lock = threading.Lock()
+        self.next_free = clock()
+
+    def take(self, size: int) -> None:
+        """Wait until ``size`` more bytes may go out."""
+        if not self.rate:
+            return
+        with self.lock:
+            now = self.clock()
+            start = max(now, self.next_free)
+            self.next_free = start + size / self.rate
+        if start > now:
+            self.sleep(start - now)
+
+
+# -- the controller's blob store ----------------------------------------------------------------
+
+class BlobStore:
+    """Content-addressed blobs on the controller (``<state>/blobs/sha256/<hex>``), filled
+    from a bundle or, when ``fetch`` is given, from the registry on demand."""
+
+    def __init__(self, root: Path, fetch: BlobFetcher | None = None) -> None:
+        self.root = root
+        self.fetch = fetch
+        self.lock = threading.Lock()
+
+    def path(self, digest: str) -> Path:
+        return self.root / "sha256" / digest.removeprefix("sha256:")
+
+    def ensure(self, reference: str, digest: str, manifest: bool = False) -> Path:
+        """The blob's file, fetched first if it is missing."""
+        path = self.path(digest)
+        if path.exists():
+            return path
+        if self.fetch is None:
+            raise FleetError(f"blob {digest} of {reference} is not in {self.root}; the bundle "
+                             f"does not hold it", exit_code=2)
+        with self.lock:
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_suffix(".part")
+                with partial.open("wb") as dest:
+                    self.fetch(reference, digest, dest, manifest)
+                partial.replace(path)
+        return path
+
+    def image(self, reference: str) -> ImageParts:
+        """The parts of a pinned image (its manifest and config read from the store)."""
+        digest = reference.rpartition("@")[2]
+        manifest = json.loads(self.ensure(reference, digest, manifest=True).read_bytes())
+        config_digest = manifest.get("config", {}).get("digest")
+        if not config_digest:
+            raise FleetError(f"{reference}: not a single-platform image manifest", exit_code=2)
+        config = json.loads(self.ensure(reference, config_digest).read_bytes())
+        layers = tuple((layer["digest"], int(layer.get("size", 0)))
+                       for layer in manifest.get("layers", []))
+        diff_ids = tuple(config.get("rootfs", {}).get("diff_ids", []))
+        if len(diff_ids) != len(layers):
+            raise FleetError(f"{reference}: {len(layers)} layers but {len(diff_ids)} diff ids "
+                             f"in its config", exit_code=2)
+        return ImageParts(reference, config_digest, layers, diff_ids)
+
+
+def registry_fetcher(make_client: Callable[[str], object]) -> BlobFetcher:
+    """A :data:`BlobFetcher` over registry clients (one per registry)."""
+    clients: dict[str, object] = {}
+    lock = threading.Lock()
+
+    def fetch(reference: str, digest: str, dest: BinaryIO, manifest: bool) -> int:
+        ref = parse_reference(reference)
+        with lock:
+            client = clients.setdefault(ref.registry, make_client(ref.registry))
+        return client.blob(ref.repository, digest, dest, manifest)  # type: ignore[attr-defined]
+
+    return fetch
+
+
+# -- on a host ----------------------------------------------------------------------------------
+
+@dataclass
+class Need:
+    """What one host lacks of the images it should get."""
+
+    images: list[ImageParts]
+    blobs: dict[str, str]           # digest -> the image reference it belongs to, to stage
+    staged: dict[str, int]          # digest -> bytes already there (``.part`` or complete)
+    present_layers: int             # layers skipped: their chain is in the layer store
+    loaded: list[str]               # images already loaded (by reference)
+
+
+def _call(conn: Connection, step: str, timeout: float = 120.0, **values: str) -> str:
+    assignments = "".join(f"{k}={shlex.quote(v)}\n" for k, v in
+                          {"S": STAGING, **values}.items())
+    result = conn.run(f"{DEVICE_SCRIPT}\n{assignments}do_{step}\n", command_timeout=timeout)
+    if result.status != 0:
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        raise StepFailed(f"{step}: {lines[-1] if lines else f'exit {result.status}'}")
+    return result.stdout
+
+
+def survey(conn: Connection, images: list[ImageParts]) -> Need:
+    """Ask the host which images it has, which layers (by chain id) and which blobs
+    are staged, and how far."""
+    queries = []
+    for image in images:
+        queries.append(f"image {image.tag} {image.config}")
+        for chain in chain_ids(list(image.diff_ids)):
+            queries.append(f"chain {chain[7:]}")
+        for digest in (image.config, *(d for d, _ in image.layers)):
+            queries.append(f"blob {digest[7:]}")
+    answers = dict(line.split(" ", 1) for line in _call(
+        conn, "survey", Q="\n".join(queries)).splitlines() if " " in line)
+    need = Need([], {}, {}, 0, [])
+    for image in images:
+        if answers.get(f"image:{image.tag}") == "yes":
+            need.loaded.append(image.reference)
+            continue
+        need.images.append(image)
+        chains = chain_ids(list(image.diff_ids))
+        wanted = [image.config]
+        for (digest, _), chain in zip(image.layers, chains, strict=True):
+            if answers.get(f"chain:{chain[7:]}") == "yes":
+                need.present_layers += 1
+            else:
+                wanted.append(digest)
+        for digest in wanted:
+            need.blobs[digest] = image.reference
+            staged = int(answers.get(f"blob:{digest[7:]}", "0"))
+            if staged:
+                need.staged[digest] = staged
+    return need
+
+
+def send_blob(conn: Connection, path: Path, digest: str, offset: int, limit: RateLimit,
+              timeout: float = 60.0) -> int:
+    """Append the blob from ``offset`` to its ``.part`` file on the host, then check and
+    seal it. Returns the bytes sent."""
+    hexdigest = digest[7:]
+    total = path.stat().st_size
+    sent = 0
+    if offset < total:
+        part = f"{STAGING}/blobs/{hexdigest}.part"
+        try:
+            channel = conn.transport.open_session(timeout=conn.timeout)
+            channel.settimeout(timeout)
+            channel.exec_command(f"mkdir -p {STAGING}/blobs && "
+                                 f"truncate -s {offset} {part} && cat >> {part}")
+            with path.open("rb") as source:
+                source.seek(offset)
+                while chunk := source.read(CHUNK):
+                    limit.take(len(chunk))
+                    channel.sendall(chunk)
+                    sent += len(chunk)
+            channel.shutdown_write()
+            status = channel.recv_exit_status()
+            error = channel.makefile_stderr("rb").read().decode(errors="replace").strip()
+            channel.close()
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise SSHFailure("connection lost", f"{conn.target.address}: sending "
+                             f"{digest[:19]} at byte {offset + sent} of {total}: "
+                             f"{exc or type(exc).__name__}") from None
+        if status != 0:
+            raise StepFailed(f"stage {digest[:19]}: {error or f'exit {status}'}")
+    _call(conn, "seal", H=hexdigest)
+    return sent
+
+
+def load(conn: Connection, image: ImageParts) -> None:
+    """``docker load`` the staged blobs as the image's local tag; check its id."""
+    _call(conn, "load", LOAD_TIMEOUT, MANIFEST=image.save_manifest().decode(),
+          TAG=image.tag, CONFIG=image.config,
+          BLOBS=" ".join(d[7:] for d in (image.config, *(d for d, _ in image.layers))))
+
+
+def clean(conn: Connection, digests: list[str]) -> None:
+    """Remove staged blobs (the engine holds the loaded images now)."""
+    if digests:
+        _call(conn, "clean", H=" ".join(d[7:] for d in digests))
+
+
+@dataclass
+class Delivered:
+    """What delivery did on one host."""
+
+    host: str
+    images: int = 0
+    sent: int = 0                   # bytes the controller sent to the host
+    resumed: int = 0                # bytes that were already staged from an earlier try
+    skipped_layers: int = 0
+    seed: str | None = None         # the host it fetched from, with a seed
+    already: int = 0                # images it already had
+
+    def describe(self) -> str:
+        if not self.images:
+            return "images already on the host"
+        parts = [f"{self.images} image{'s' * (self.images != 1)} loaded",
+                 f"{self.sent:,} bytes " + (f"from seed {self.seed}" if self.seed
+                                            else "sent over SSH")]
+        if self.resumed:
+            parts.append(f"resumed after {self.resumed:,} bytes staged before")
+        if self.skipped_layers:
+            parts.append(f"{self.skipped_layers} layers already on the host")
+        return ", ".join(parts)
+
+
+def deliver_direct(conn: Connection, host: str, images: list[ImageParts], store: BlobStore,
+                   limit: RateLimit, keep: bool = False) -> Delivered:
+    """Send the blobs the host lacks over its SSH connection and load its images;
+    with ``keep`` the staged blobs stay (a seed serves them to its peers)."""
+    need = survey(conn, images)
+    done = Delivered(host, already=len(need.loaded), skipped_layers=need.present_layers)
+    for digest, reference in need.blobs.items():
+        path = store.ensure(reference, digest)
+        offset = need.staged.get(digest, 0)
+        done.resumed += min(offset, path.stat().st_size)
+        done.sent += send_blob(conn, path, digest, offset, limit)
+    for image in need.images:
+        load(conn, image)
+        done.images += 1
+    if not keep:
+        clean(conn, list(need.blobs))
+    return done
+
+
+def stage_for_peers(conn: Connection, digests: dict[str, Path],
+                    limit: RateLimit) -> tuple[int, int]:
+    """Stage on a seed every blob its peers need (once); returns (sent, resumed)."""
+    staged = survey_blobs(conn, list(digests))
+    sent = resumed = 0
+    for digest, path in digests.items():
+        offset = staged.get(digest, 0)
+        resumed += min(offset, path.stat().st_size)
+        sent += send_blob(conn, path, digest, offset, limit)
+    return sent, resumed
+
+
+def survey_blobs(conn: Connection, digests: list[str]) -> dict[str, int]:
+    """Bytes of each blob already staged on the host."""
+    out = _call(conn, "survey", Q="\n".join(f"blob {d[7:]}" for d in digests))
+    found = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    return {d: int(found.get(f"blob:{d[7:]}", "0")) for d in digests}
+
+
+class Seed:
+    """A blob server on a seed host, for as long as the SSH session that runs it."""
+
+    def __init__(self, conn: Connection, address: str) -> None:
+        self.conn = conn
+        self.address = address
+        self.token = secrets.token_hex(16)
+        try:
+            self.channel = conn.transport.open_session(timeout=conn.timeout)
+            self.channel.exec_command(
+                f"python3 -c {shlex.quote(SEED_SCRIPT)} serve {STAGING}/blobs "
+                f"{shlex.quote(address)} {self.token}")
+            self.channel.settimeout(30)
+            first = self.channel.makefile("rb").readline().decode().strip()
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise SSHFailure("seed failed", f"{address}: {exc or type(exc).__name__}") from None
+        if not first.startswith("port "):
+            error = self.channel.makefile_stderr("rb").read().decode(errors="replace")
+            raise StepFailed(f"seed on {address} did not start: "
+                             f"{(error.strip().splitlines() or ['no output'])[-1]}")
+        self.port = int(first.split()[1])
+
+    def url(self) -> str:
+        return f"http://{self.address}:{self.port}/{self.token}"
+
+    def close(self) -> None:
+        """Stop the server (it exits when its session's stdin closes)."""
+        self.channel.close()
+
+
+def deliver_from_seed(conn: Connection, host: str, images: list[ImageParts], seed: Seed,
+                      seed_host: str) -> Delivered:
+    """Fetch the blobs the host lacks from the site's seed over the LAN, then load."""
+    need = survey(conn, images)
+    done = Delivered(host, already=len(need.loaded), skipped_layers=need.present_layers,
+                     seed=seed_host)
+    if need.blobs:
+        wanted = " ".join(f"{d[7:]}:{need.staged.get(d, 0)}" for d in need.blobs)
+        out = conn.run(f"python3 -c {shlex.quote(SEED_SCRIPT)} fetch {seed.url()} "
+                       f"{STAGING}/blobs {wanted}", command="sh -s", command_timeout=LOAD_TIMEOUT)
+        if out.status != 0:
+            lines = (out.stderr or out.stdout).strip().splitlines()
+            raise StepFailed(f"fetch from seed {seed_host}: "
+                             f"{lines[-1] if lines else f'exit {out.status}'}")
+        done.sent = sum(int(line.split()[1]) for line in out.stdout.splitlines()
+                        if line.startswith("fetched "))
+        done.resumed = sum(need.staged.values())
+    for image in need.images:
+        load(conn, image)
+        done.images += 1
+    clean(conn, list(need.blobs))
+    return done
