@@ -273,6 +273,8 @@ def send_blob(conn: Connection, path: Path, digest: str, offset: int, limit: Rat
             status = channel.recv_exit_status()
             error = channel.makefile_stderr("rb").read().decode(errors="replace").strip()
             channel.close()
+            if status == -1:        # the channel closed without an exit status
+                raise EOFError("the connection dropped")
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise SSHFailure("connection lost", f"{conn.target.address}: sending "
                              f"{digest[:19]} at byte {offset + sent} of {total}: "
@@ -403,7 +405,7 @@ def deliver_from_seed(conn: Connection, host: str, images: list[ImageParts], see
             lines = (out.stderr or out.stdout).strip().splitlines()
             raise StepFailed(f"fetch from seed {seed_host}: "
                              f"{lines[-1] if lines else f'exit {out.status}'}")
-        done.sent = sum(int(line.split()[1]) for line in out.stdout.splitlines()
+        done.sent = sum(int(line.split()[2]) for line in out.stdout.splitlines()
                         if line.startswith("fetched "))
         done.resumed = sum(need.staged.values())
     for image in need.images:

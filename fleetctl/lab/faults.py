@@ -80,6 +80,7 @@ def _slow_link(host: LabHost, params: dict) -> None:
     cgroup = Cgroup(f"link-{host.spec.name}")
     cgroup.create()
     stats = host.dir / "link-stats.json"
+    stats.unlink(missing_ok=True)       # counts start at zero with each new link
     argv = [sys.executable, "-m", "fleetctl.lab.slowlink",
             f"{host.spec.address}:{SSH_PORT}", f"{host.spec.address}:{SSH_INNER_PORT}",
             "--delay-ms", str(delay), "--kbps", str(kbps), "--stats", str(stats)]
