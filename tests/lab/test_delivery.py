@@ -204,3 +204,19 @@ def test_stage_only_then_an_activation_that_pulls_nothing(lab: Lab, fresh: None,
                      if e["phase"] == "staged"]
     assert [e["detail"] for e in staged_events] == ["image already on the host"] * 3
     assert all(version(lab, h) == "0.6.8" for h in HOSTS)
+
+
+def test_ssh_delivery_sends_no_layer_the_host_has(lab: Lab, fresh: None,
+                                                  tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    pulled = run(lab, state, str(playbook(tmp_path / "old.yml", "0.6.8")))
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    upgrade = run(lab, state, str(playbook(tmp_path / "new.yml", "0.7.0")), "--delivery", "ssh")
+    assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+    staged = [e["detail"] for e in events(state, json.loads(upgrade.stdout)["id"])
+              if e["phase"] == "staged"]
+    assert len(staged) == 3
+    for detail in staged:   # 0.7.0 shares 0.6.8's layer: only its config goes (~600 bytes)
+        assert detail.endswith("sent over SSH, 1 layers already on the host"), detail
+        assert int(detail.split("loaded, ")[1].split(" ")[0].replace(",", "")) < 2000
+    assert all(version(lab, h) == "0.7.0" for h in HOSTS)
