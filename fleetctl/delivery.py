@@ -33,7 +33,7 @@ from typing import BinaryIO
 import paramiko
 
 from fleetctl.compose import RELEASES_ROOT
-from fleetctl.device import DEVICE_SCRIPT, StepFailed
+from fleetctl.device import StepFailed, run_step
 from fleetctl.errors import FleetError
 from fleetctl.registry import parse_reference
 from fleetctl.ssh import Connection, SSHFailure
@@ -207,13 +207,7 @@ class Need:
 
 
 def _call(conn: Connection, step: str, timeout: float = 120.0, **values: str) -> str:
-    assignments = "".join(f"{k}={shlex.quote(v)}\n" for k, v in
-                          {"S": STAGING, **values}.items())
-    result = conn.run(f"{DEVICE_SCRIPT}\n{assignments}do_{step}\n", command_timeout=timeout)
-    if result.status != 0:
-        lines = (result.stderr or result.stdout).strip().splitlines()
-        raise StepFailed(f"{step}: {lines[-1] if lines else f'exit {result.status}'}")
-    return result.stdout
+    return run_step(conn, step, timeout, S=STAGING, **values)
 
 
 def survey(conn: Connection, images: list[ImageParts]) -> Need:

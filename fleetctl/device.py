@@ -17,6 +17,7 @@ Every step is idempotent: running it again after a crash does no harm.
 from __future__ import annotations
 
 import base64
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -27,8 +28,48 @@ from fleetctl.facts import HostFacts
 from fleetctl.ssh import Connection
 
 PULL_TIMEOUT = 900.0
-#: The step functions (``device.sh`` beside this module), sent with every call.
+#: The step functions (``device.sh`` beside this module).
 DEVICE_SCRIPT = (resources.files("fleetctl") / "device.sh").read_text()
+_FUNCTION = re.compile(r"^([a-z_]+)\(\) \{")
+
+
+def _functions(script: str) -> dict[str, str]:
+    """The script's top-level shell functions by name, each from its ``name() {`` line
+    to the ``}`` that closes it at the start of a line (or on the same line)."""
+    found: dict[str, str] = {}
+    name, lines = None, []
+    for line in script.splitlines():
+        start = _FUNCTION.match(line)
+        if start:
+            name, lines = start.group(1), []
+        if name:
+            lines.append(line)
+            if line == "}" or (start and line.rstrip().endswith("}")):
+                found[name], name = "\n".join(lines), None
+    return found
+
+
+#: the device script's functions by name
+FUNCTIONS = _functions(DEVICE_SCRIPT)
+
+
+def script_for(step: str) -> str:
+    """What a step sends: ``do_<step>`` and the helpers it calls, not the whole
+    file (every byte crosses the site's uplink, on each call)."""
+    body = FUNCTIONS[f"do_{step}"]
+    helpers = [text for name, text in FUNCTIONS.items()
+               if not name.startswith("do_") and re.search(rf"\b{name}\b", body)]
+    return "\n".join(["set -u", *helpers, body])
+
+
+def run_step(conn: Connection, step: str, timeout: float = 60.0, **values: str) -> str:
+    """Run ``do_<step>`` on the host with these variables; StepFailed if it fails."""
+    assignments = "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
+    result = conn.run(f"{script_for(step)}\n{assignments}do_{step}\n", command_timeout=timeout)
+    if result.status != 0:
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        raise StepFailed(f"{step}: {lines[-1] if lines else f'exit {result.status}'}")
+    return result.stdout
 
 
 class StepFailed(Exception):
@@ -55,14 +96,8 @@ def compose_command(facts: HostFacts) -> str:
 
 def _call(conn: Connection, package: str, step: str, timeout: float = 60.0,
           **values: str) -> str:
-    """Run ``do_<step>`` of the device script with these variables; StepFailed if it fails."""
-    assignments = "".join(f"{k}={shlex.quote(v)}\n" for k, v in
-                          {"D": f"{RELEASES_ROOT}/{package}", "P": package, **values}.items())
-    result = conn.run(f"{DEVICE_SCRIPT}\n{assignments}do_{step}\n", command_timeout=timeout)
-    if result.status != 0:
-        lines = (result.stderr or result.stdout).strip().splitlines()
-        raise StepFailed(f"{step}: {lines[-1] if lines else f'exit {result.status}'}")
-    return result.stdout
+    """A step of one package (its folder ``D`` and name ``P`` set)."""
+    return run_step(conn, step, timeout, D=f"{RELEASES_ROOT}/{package}", P=package, **values)
 
 
 def lock(conn: Connection, package: str, rollout: str, owner: str,
