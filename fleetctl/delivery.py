@@ -313,7 +313,8 @@ class Delivered:
         if self.resumed:
             parts.append(f"resumed after {self.resumed:,} bytes staged before")
         if self.skipped_layers:
-            parts.append(f"{self.skipped_layers} layers already on the host")
+            parts.append(f"{self.skipped_layers} layer{'s' * (self.skipped_layers != 1)} "
+                         "already on the host")
         return ", ".join(parts)
 
 

@@ -46,13 +46,16 @@ def plan_playbook(book, inventory, timeout, host_key_policy, state_dir, packages
 def unpack_bundle(path: Path, trust: list[Path] | None, state_dir: Path | None):
     """Verify a bundle (signature, every member) while unpacking it into the state
     dir; returns (verified, its folder). Nothing is touched before this succeeds."""
-    from fleetctl.bundle import verify
+    from fleetctl.bundle import BundleError, verify
     from fleetctl.cli.bundle import trusted_keys
     from fleetctl.state import default_state_dir
 
     state = state_dir or default_state_dir()
-    with path.open("rb") as f:      # its manifest comes first: this names the bundle
-        name = hashlib.sha256(f.read(1 << 20)).hexdigest()[:16]
+    try:
+        with path.open("rb") as f:      # its manifest comes first: this names the bundle
+            name = hashlib.sha256(f.read(1 << 20)).hexdigest()[:16]
+    except OSError as exc:
+        raise BundleError(f"{path}: {exc.strerror}") from None
     folder = state / "bundles" / name
     checked = verify(path, trusted_keys(trust, state_dir), (folder, state / "blobs"))
     return checked, folder

@@ -217,6 +217,6 @@ def test_ssh_delivery_sends_no_layer_the_host_has(lab: Lab, fresh: None,
               if e["phase"] == "staged"]
     assert len(staged) == 3
     for detail in staged:   # 0.7.0 shares 0.6.8's layer: only its config goes (~600 bytes)
-        assert detail.endswith("sent over SSH, 1 layers already on the host"), detail
+        assert detail.endswith("sent over SSH, 1 layer already on the host"), detail
         assert int(detail.split("loaded, ")[1].split(" ")[0].replace(",", "")) < 2000
     assert all(version(lab, h) == "0.7.0" for h in HOSTS)

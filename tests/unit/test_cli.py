@@ -73,6 +73,12 @@ def test_inventory_list_json_of_the_example() -> None:
     (["deploy", "ollama", "--plan", "/nonexistent/plan.json"], "plan.json: cannot read"),
     (["packages", "show", "nothing", "--packages", "packages"], "no package 'nothing'"),
     (["rollout", "status", "nope", "--state-dir", "/tmp/fleetctl-test-empty"], "no rollout"),
+    (["deploy", "ollama", "--group", "x", "--delivery", "usb"],
+     "--delivery 'usb' should be one of registry, ssh"),
+    (["run"], "give a PLAYBOOK or --bundle FILE (one of them)"),
+    (["run", "playbooks/factory-a-ollama.yml", "--bundle", "ota.bundle"], "one of them"),
+    (["run", "--bundle", "/nonexistent/ota.bundle", "--state-dir", "/tmp/fleetctl-test-empty"],
+     "/nonexistent/ota.bundle: No such file or directory"),
 ])
 def test_bad_rollout_flags_fail_in_one_line(args: list[str], message: str) -> None:
     result = run(*args)
