@@ -3,10 +3,8 @@
 pytest-testinfra runs in a child pytest over OpenSSH (its ``ssh`` backend),
 with an ssh_config written from the inventory: the host's address, port, user
 and key, its known_hosts files and ``StrictHostKeyChecking yes``, so the tests
-reach the host exactly as fleetctl does and verify its key the same way. All
-test commands share one OpenSSH master connection, closed (``ssh -O exit``) when
-the tests end. The tests learn what was deployed from ``FLEETCTL_*`` environment
-variables.
+reach the host exactly as fleetctl does and verify its key the same way. The
+tests learn what was deployed from ``FLEETCTL_*`` environment variables.
 """
 
 from __future__ import annotations
@@ -51,10 +49,8 @@ class HostTests:
             config = Path(tmp) / "ssh_config"
             config.write_text(ssh_config(self.target, self.known_hosts))
             folder = self.files[0].resolve().parent     # node ids relative to the package
-            master = Path(tmp) / "cm"     # every test command shares one SSH connection
             argv = [sys.executable, "-m", "pytest", *(str(f.resolve()) for f in self.files),
-                    f"--hosts=ssh://{ALIAS}?controlpersist={int(timeout) + 60}"
-                    f"&controlpath={master}", f"--ssh-config={config}",
+                    f"--hosts=ssh://{ALIAS}?controlpersist=0", f"--ssh-config={config}",
                     "-c", os.devnull, "--rootdir", str(folder), "-p", "no:cacheprovider",
                     "-q", "--tb=no", "-rfE", "--no-header", "-o", "console_output_style=classic"]
             env = {**os.environ, **self.env, "PYTHONDONTWRITEBYTECODE": "1",
@@ -64,11 +60,6 @@ class HostTests:
                                         timeout=timeout, cwd=folder, check=False)
             except subprocess.TimeoutExpired:
                 return False, f"testinfra: not done within {timeout:.0f}s"
-            finally:
-                if master.exists():     # ask the master connection to end now
-                    subprocess.run(["ssh", "-F", str(config), "-o", f"ControlPath={master}",
-                                    "-O", "exit", ALIAS], capture_output=True, check=False,
-                                   timeout=10)
         return result.returncode == 0, summarize(result.stdout, result.stderr)
 
 
