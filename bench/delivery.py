@@ -20,24 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
+from benchlab import default_spec, fleetctl, own_the_lab
 
-ROOT = Path(__file__).resolve().parents[1]
 EMPTY = ("docker rm -f $(docker ps -aq) >/dev/null 2>&1; docker rmi -f $(docker images -q) "
          ">/dev/null 2>&1; rm -rf /opt/fleetctl; true")
-
-
-def fleetctl(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "fleetctl", *args], cwd=ROOT,
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"fleetctl {' '.join(args)} failed: {result.stderr.strip()[-400:]}")
-    return result.stdout
 
 
 def uplink_bytes(status: dict) -> dict[str, int]:
@@ -64,9 +55,8 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=4)
     parser.add_argument("--bandwidth", default="1mbit")
     args = parser.parse_args()
-    if json.loads(fleetctl("lab", "status", "--json"))["up"]:
-        sys.exit("a lab is up: run `fleetctl lab down` first (this benchmark owns the lab)")
-    default = yaml.safe_load((ROOT / "inventories" / "lab" / "fleet.yml").read_text())
+    own_the_lab()
+    default = default_spec()
     orin = next(h for h in default["hosts"] if h["name"] == "jetson-a1")
     site_vars = {"site": "factory-b", "fleetctl_bandwidth": args.bandwidth}
     results = {}

@@ -18,7 +18,6 @@ import argparse
 import json
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -27,8 +26,8 @@ from functools import partial
 from pathlib import Path
 
 import yaml
+from benchlab import default_spec, fleetctl, own_the_lab
 
-ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = """services:
   ollama:
     image: {image}
@@ -38,14 +37,6 @@ COMPOSE = """services:
     command: ["ollama", "serve"]
     environment: {{OLLAMA_HOST: "{address}:11434"}}
 """
-
-
-def fleetctl(*args: str, check: bool = True) -> str:
-    result = subprocess.run([sys.executable, "-m", "fleetctl", *args], cwd=ROOT,
-                            capture_output=True, text=True)
-    if check and result.returncode != 0:
-        sys.exit(f"fleetctl {' '.join(args)} failed: {result.stderr.strip()[-400:]}")
-    return result.stdout
 
 
 def cpu_children() -> float:
@@ -96,9 +87,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hosts", type=int, default=8)
     args = parser.parse_args()
-    if json.loads(fleetctl("lab", "status", "--json"))["up"]:
-        sys.exit("a lab is up: run `fleetctl lab down` first (this benchmark owns the lab)")
-    default = yaml.safe_load((ROOT / "inventories" / "lab" / "fleet.yml").read_text())
+    own_the_lab()
+    default = default_spec()
     orin = next(h for h in default["hosts"] if h["name"] == "jetson-a1")
     results = {}
     with tempfile.TemporaryDirectory() as tmp_dir:

@@ -8,22 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchlab import fleetctl, own_the_lab
+
 CGROUPS = Path("/sys/fs/cgroup")
-
-
-def fleetctl(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "fleetctl", *args], cwd=ROOT,
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"fleetctl {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout
 
 
 def pss_kib(pids: set[int]) -> int:
@@ -57,8 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hosts", type=int, default=100)
     args = parser.parse_args()
-    if json.loads(fleetctl("lab", "status", "--json"))["up"]:
-        sys.exit("a lab is up: run `fleetctl lab down` first (this benchmark owns the lab)")
+    own_the_lab()
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "scale.yml"
         spec.write_text("hosts:\n  - {name: s, docker: false, disk: 16m}\n")

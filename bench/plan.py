@@ -19,31 +19,22 @@ import json
 import resource
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
+from benchlab import ROOT, default_spec, fleetctl, own_the_lab
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fleetctl.catalog import Request, load_catalog  # noqa: E402
-from fleetctl.inventory import load_inventory  # noqa: E402
-from fleetctl.plan import make_plan  # noqa: E402
-from fleetctl.probe import probe_hosts  # noqa: E402
-from fleetctl.registry import RegistryClient  # noqa: E402
-from fleetctl.state import StateDB  # noqa: E402
-
-
-def fleetctl(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "fleetctl", *args], cwd=ROOT,
-                            capture_output=True, text=True)
-    if result.returncode not in (0, 4):
-        sys.exit(f"fleetctl {' '.join(args)} failed: {result.stderr.strip()[-300:]}")
-    return result.stdout
+from fleetctl.catalog import Request, load_catalog
+from fleetctl.inventory import load_inventory
+from fleetctl.plan import make_plan
+from fleetctl.probe import probe_hosts
+from fleetctl.registry import RegistryClient
+from fleetctl.state import StateDB
 
 
 def clear_registry_cache(state: Path) -> None:
@@ -54,7 +45,7 @@ def clear_registry_cache(state: Path) -> None:
 def timed_cli(args: list[str]) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    fleetctl(*args)
+    fleetctl(*args, ok=(0, 4))     # 4: some host did not answer
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -89,9 +80,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--package", default="ollama")
     args = parser.parse_args()
-    if json.loads(fleetctl("lab", "status", "--json"))["up"]:
-        sys.exit("a lab is up: run `fleetctl lab down` first (this benchmark owns the lab)")
-    spec = yaml.safe_load((ROOT / "inventories" / "lab" / "fleet.yml").read_text())
+    own_the_lab()
+    spec = default_spec()
     jetsons = [h for h in spec["hosts"] if "nv_tegra_release" in h]
     for host in jetsons:
         host.update(docker=False, disk="16m")

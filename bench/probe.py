@@ -26,7 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchlab import ROOT, own_the_lab
+
 BENCH_VENV = ROOT / "bench" / ".venv"
 TOOLS = ("ansible-core", "pyinfra", "asyncssh")
 
@@ -87,8 +88,7 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    if json.loads(fleetctl("lab", "status", "--json"))["up"]:
-        sys.exit("a lab is up: run `fleetctl lab down` first (this benchmark owns the lab)")
+    own_the_lab()
     tools = ensure_bench_venv()
     k = args.hosts
     with tempfile.TemporaryDirectory() as tmp_dir:
