@@ -28,17 +28,24 @@ def playbook(path: Path, version: str, pattern: str = "factory-b") -> Path:
     return path
 
 
-@pytest.fixture
-def fresh(lab: Lab) -> None:
+def empty(lab: Lab) -> None:
     """factory-b as new: no containers, no images, nothing of fleetctl's."""
     for host in HOSTS:
         lab.ssh(host, "docker rm -f $(docker ps -aq) >/dev/null 2>&1; "
                       "docker rmi -f $(docker images -q) >/dev/null 2>&1; "
                       "rm -rf /opt/fleetctl; true", timeout=30)
+
+
+@pytest.fixture
+def fresh(lab: Lab) -> None:
+    """An empty factory-b for the test, healed and emptied again after it (other
+    tests use factory-b's addresses and ports)."""
+    empty(lab)
     yield
     for host in HOSTS:
         fleetctl("lab", "heal", host)
     fleetctl("lab", "heal", "registry")
+    empty(lab)
 
 
 @pytest.fixture(scope="module")
