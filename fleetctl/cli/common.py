@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 
 InventoryOpt = Annotated[Path | None, typer.Option(
-    "-i", "--inventory", help="Inventory file or folder [default: $FLEETCTL_INVENTORY, "
+    "-i", "--inventory", help="Inventory file or folder \\[default: $FLEETCTL_INVENTORY, "
     "else inventories/].")]
 GroupOpt = Annotated[str | None, typer.Option("--group", "-g", help="Only hosts of this group.")]
 LimitOpt = Annotated[str | None, typer.Option(
@@ -35,7 +35,7 @@ HostKeyOpt = Annotated[str | None, typer.Option(
     "--host-key-policy", help="strict (default): only known host keys; accept-new: record "
     "unknown hosts' keys. A changed key always fails.")]
 StateDirOpt = Annotated[Path | None, typer.Option(
-    "--state-dir", help="State directory [default: $FLEETCTL_STATE_DIR, else "
+    "--state-dir", help="State directory \\[default: $FLEETCTL_STATE_DIR, else "
     "~/.local/state/fleetctl].")]
 
 out = Console()

@@ -26,7 +26,7 @@ from fleetctl.cli.common import (
 from fleetctl.errors import FleetError
 
 PackagesOpt = Annotated[Path | None, typer.Option(
-    "--packages", help="Package catalog folder [default: $FLEETCTL_PACKAGES, else packages/].")]
+    "--packages", help="Package catalog folder \\[default: $FLEETCTL_PACKAGES, else packages/].")]
 TtlOpt = Annotated[float, typer.Option("--registry-ttl", help="Reuse registry answers up to "
                                        "this many seconds old.")]
 

@@ -64,7 +64,7 @@ def unpack_bundle(path: Path, trust: list[Path] | None, state_dir: Path | None):
 @app.command()
 def run(
     playbook: Annotated[Path | None, typer.Argument(
-        help="The playbook YAML file (not with --bundle).", metavar="[PLAYBOOK]")] = None,
+        help="The playbook YAML file (not with --bundle).", metavar="PLAYBOOK")] = None,
     bundle: Annotated[Path | None, typer.Option(
         "--bundle", help="Run the playbook of this signed bundle with its packages and "
                          "images only (verified first; images go over SSH).")] = None,

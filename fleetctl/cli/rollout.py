@@ -41,7 +41,7 @@ BreakLockOpt = Annotated[bool, typer.Option("--break-lock", help="Take over lock
                                             "a dead rollout (device and fleet).")]
 DeliveryOpt = Annotated[str | None, typer.Option(
     "--delivery", help="registry (hosts pull) or ssh (fleetctl sends the blobs a host "
-                       "lacks and loads them) [default: each host's fleetctl_delivery, "
+                       "lacks and loads them) \\[default: each host's fleetctl_delivery, "
                        "else registry].")]
 ViaSeedOpt = Annotated[bool, typer.Option(
     "--via-seed", help="ssh delivery: per site, one host gets the blobs over the uplink "
@@ -140,7 +140,7 @@ def deploy(
     pause: Annotated[str | None, typer.Option("--pause", help="Between steps: a duration "
                                               "(5m) or 'manual' (rollout promote).")] = None,
     gate_timeout: Annotated[str | None, typer.Option("--gate-timeout", help="Health gate "
-                                                     "limit [default: the package's].")] = None,
+                                                     "limit \\[default: the package's].")] = None,
     plan_file: Annotated[Path | None, typer.Option("--plan", help="Execute this plan file "
                                                    "(refused when stale).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan, show, stop.")] = False,
@@ -327,7 +327,7 @@ def rollback(
                                           "--limit.", metavar="ID|PACKAGE")],
     inventory: InventoryOpt = None, group: GroupOpt = None, limit: LimitOpt = None,
     to: Annotated[str | None, typer.Option("--to", help="Release id to go back to "
-                                           "[default: the previous one].")] = None,
+                                           "\\[default: the previous one].")] = None,
     gate_timeout: Annotated[str | None, typer.Option("--gate-timeout", help="Health gate "
                                                      "limit.")] = None,
     break_lock: BreakLockOpt = False, report: ReportOpt = False, events: EventsOpt = None,
