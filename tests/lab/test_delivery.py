@@ -227,3 +227,10 @@ def test_ssh_delivery_sends_no_layer_the_host_has(lab: Lab, fresh: None,
         assert detail.endswith("sent over SSH, 1 layer already on the host"), detail
         assert int(detail.split("loaded, ")[1].split(" ")[0].replace(",", "")) < 2000
     assert all(version(lab, h) == "0.7.0" for h in HOSTS)
+    # the probe reads the digest from the loaded image's tag: running again changes nothing
+    again = run(lab, state, str(tmp_path / "new.yml"), "--delivery", "ssh")
+    assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
+    audit = fleetctl("audit", "-i", lab.status["inventory"], "--state-dir", str(state),
+                     "--limit", "factory-b", "--refresh", "--format", "json", check=False)
+    findings = json.loads(audit.stdout)["findings"]
+    assert not [f for f in findings if f["rule"] == "drift"], findings
