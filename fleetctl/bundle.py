@@ -23,10 +23,10 @@ import json
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -36,15 +36,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from fleetctl.errors import FleetError
-from fleetctl.registry import PlatformImage
+from fleetctl.registry import BlobFetcher, PlatformImage
 
 FORMAT = "fleetctl-bundle/1"
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
-
-#: fetch(image reference "registry/repo@digest", blob digest, destination, is the manifest)
-#: -> size
-BlobFetcher = Callable[[str, str, BinaryIO, bool], int]
 
 
 class BundleError(FleetError):

@@ -28,14 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO
 
 import paramiko
 
 from fleetctl.compose import RELEASES_ROOT
 from fleetctl.device import StepFailed, run_step
 from fleetctl.errors import FleetError
-from fleetctl.registry import parse_reference
+from fleetctl.registry import BlobFetcher
 from fleetctl.ssh import Connection, SSHFailure
 
 #: where blobs wait on a device until they are loaded
@@ -46,8 +45,6 @@ MODES = ("registry", "ssh")
 #: the device side of seeding: serves staged blobs, fetches them from a seed
 SEED_SCRIPT = (resources.files("fleetctl") / "seed.py").read_text()
 
-#: fetch(image reference, blob digest, destination, is the manifest) -> size
-BlobFetcher = Callable[[str, str, BinaryIO, bool], int]
 
 
 # -- pure -------------------------------------------------------------------------------------
@@ -179,20 +176,6 @@ class BlobStore:
         return ImageParts(reference, config_digest, layers, diff_ids)
 
 
-def registry_fetcher(make_client: Callable[[str], object]) -> BlobFetcher:
-    """A :data:`BlobFetcher` over registry clients (one per registry)."""
-    clients: dict[str, object] = {}
-    lock = threading.Lock()
-
-    def fetch(reference: str, digest: str, dest: BinaryIO, manifest: bool) -> int:
-        ref = parse_reference(reference)
-        with lock:
-            client = clients.setdefault(ref.registry, make_client(ref.registry))
-        return client.blob(ref.repository, digest, dest, manifest)  # type: ignore[attr-defined]
-
-    return fetch
-
-
 # -- on a host ----------------------------------------------------------------------------------
 
 @dataclass
@@ -203,34 +186,35 @@ class Need:
     blobs: dict[str, str]           # digest -> the image reference it belongs to, to stage
     staged: dict[str, int]          # digest -> bytes already there (``.part`` or complete)
     present_layers: int             # layers skipped: their chain is in the layer store
-    loaded: list[str]               # images already loaded (by reference)
 
 
 def _call(conn: Connection, step: str, timeout: float = 120.0, **values: str) -> str:
     return run_step(conn, step, timeout, S=STAGING, **values)
 
 
+def _ask(conn: Connection, queries: list[str]) -> dict[str, str]:
+    """The host's answers to survey queries: ``kind:key`` -> value."""
+    out = _call(conn, "survey", Q="\n".join(queries))
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+
 def survey(conn: Connection, images: list[ImageParts]) -> Need:
     """Ask the host which images it has, which layers (by chain id) and which blobs
     are staged, and how far."""
+    chains = {image.reference: chain_ids(list(image.diff_ids)) for image in images}
     queries = []
     for image in images:
         queries.append(f"image {image.tag} {image.config}")
-        for chain in chain_ids(list(image.diff_ids)):
-            queries.append(f"chain {chain[7:]}")
-        for digest in (image.config, *(d for d, _ in image.layers)):
-            queries.append(f"blob {digest[7:]}")
-    answers = dict(line.split(" ", 1) for line in _call(
-        conn, "survey", Q="\n".join(queries)).splitlines() if " " in line)
-    need = Need([], {}, {}, 0, [])
+        queries += [f"chain {chain[7:]}" for chain in chains[image.reference]]
+        queries += [f"blob {d[7:]}" for d in (image.config, *(d for d, _ in image.layers))]
+    answers = _ask(conn, queries)
+    need = Need([], {}, {}, 0)
     for image in images:
         if answers.get(f"image:{image.tag}") == "yes":
-            need.loaded.append(image.reference)
             continue
         need.images.append(image)
-        chains = chain_ids(list(image.diff_ids))
         wanted = [image.config]
-        for (digest, _), chain in zip(image.layers, chains, strict=True):
+        for (digest, _), chain in zip(image.layers, chains[image.reference], strict=True):
             if answers.get(f"chain:{chain[7:]}") == "yes":
                 need.present_layers += 1
             else:
@@ -298,11 +282,10 @@ class Delivered:
 
     host: str
     images: int = 0
-    sent: int = 0                   # bytes the controller sent to the host
+    sent: int = 0                   # bytes that reached the host (from the controller or seed)
     resumed: int = 0                # bytes that were already staged from an earlier try
     skipped_layers: int = 0
     seed: str | None = None         # the host it fetched from, with a seed
-    already: int = 0                # images it already had
 
     def describe(self) -> str:
         if not self.images:
@@ -318,49 +301,43 @@ class Delivered:
         return ", ".join(parts)
 
 
-def deliver_direct(conn: Connection, host: str, images: list[ImageParts], store: BlobStore,
-                   limit: RateLimit, keep: bool = False) -> Delivered:
-    """Send the blobs the host lacks over its SSH connection and load its images;
-    with ``keep`` the staged blobs stay (a seed serves them to its peers)."""
-    need = survey(conn, images)
-    done = Delivered(host, already=len(need.loaded), skipped_layers=need.present_layers)
-    for digest, reference in need.blobs.items():
-        path = store.ensure(reference, digest)
-        offset = need.staged.get(digest, 0)
-        done.resumed += min(offset, path.stat().st_size)
-        done.sent += send_blob(conn, path, digest, offset, limit)
-    for image in need.images:
-        load(conn, image)
-        done.images += 1
-    if not keep:
-        clean(conn, list(need.blobs))
-    return done
-
-
-def stage_for_peers(conn: Connection, digests: dict[str, Path],
-                    limit: RateLimit) -> tuple[int, int]:
-    """Stage on a seed every blob its peers need (once); returns (sent, resumed)."""
-    staged = survey_blobs(conn, list(digests))
+def _send_all(conn: Connection, paths: dict[str, Path], staged: dict[str, int],
+              limit: RateLimit) -> tuple[int, int]:
+    """Send each blob from where its staged copy ends; returns (sent, resumed)."""
     sent = resumed = 0
-    for digest, path in digests.items():
+    for digest, path in paths.items():
         offset = staged.get(digest, 0)
         resumed += min(offset, path.stat().st_size)
         sent += send_blob(conn, path, digest, offset, limit)
     return sent, resumed
 
 
-def survey_blobs(conn: Connection, digests: list[str]) -> dict[str, int]:
-    """Bytes of each blob already staged on the host."""
-    out = _call(conn, "survey", Q="\n".join(f"blob {d[7:]}" for d in digests))
-    found = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
-    return {d: int(found.get(f"blob:{d[7:]}", "0")) for d in digests}
+def deliver_direct(conn: Connection, host: str, images: list[ImageParts], store: BlobStore,
+                   limit: RateLimit) -> Delivered:
+    """Send the blobs the host lacks over its SSH connection and load its images."""
+    need = survey(conn, images)
+    done = Delivered(host, skipped_layers=need.present_layers)
+    paths = {digest: store.ensure(reference, digest) for digest, reference in need.blobs.items()}
+    done.sent, done.resumed = _send_all(conn, paths, need.staged, limit)
+    for image in need.images:
+        load(conn, image)
+        done.images += 1
+    clean(conn, list(need.blobs))
+    return done
+
+
+def stage_for_peers(conn: Connection, paths: dict[str, Path],
+                    limit: RateLimit) -> tuple[int, int]:
+    """Stage on a seed every blob its peers need (once); returns (sent, resumed)."""
+    answers = _ask(conn, [f"blob {d[7:]}" for d in paths])
+    staged = {d: int(answers.get(f"blob:{d[7:]}", "0")) for d in paths}
+    return _send_all(conn, paths, staged, limit)
 
 
 class Seed:
     """A blob server on a seed host, for as long as the SSH session that runs it."""
 
     def __init__(self, conn: Connection, address: str) -> None:
-        self.conn = conn
         self.address = address
         self.token = secrets.token_hex(16)
         try:
@@ -390,8 +367,7 @@ def deliver_from_seed(conn: Connection, host: str, images: list[ImageParts], see
                       seed_host: str) -> Delivered:
     """Fetch the blobs the host lacks from the site's seed over the LAN, then load."""
     need = survey(conn, images)
-    done = Delivered(host, already=len(need.loaded), skipped_layers=need.present_layers,
-                     seed=seed_host)
+    done = Delivered(host, skipped_layers=need.present_layers, seed=seed_host)
     if need.blobs:
         wanted = " ".join(f"{d[7:]}:{need.staged.get(d, 0)}" for d in need.blobs)
         out = conn.run(f"python3 -c {shlex.quote(SEED_SCRIPT)} fetch {seed.url()} "

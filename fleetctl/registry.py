@@ -16,6 +16,7 @@ import ipaddress
 import json
 import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -305,3 +306,25 @@ def _size(manifest: dict) -> int:
 def _short(exc: BaseException) -> str:
     text = str(exc)
     return text if len(text) < 160 else text[:157] + "..."
+
+
+#: fetch(image reference "registry/repo@digest", blob digest, destination, is the manifest)
+#: -> size
+BlobFetcher = Callable[[str, str, BinaryIO, bool], int]
+
+
+def blob_fetcher(db: StateDB | None) -> BlobFetcher:
+    """A :data:`BlobFetcher` asking each image's own registry (one client per registry,
+    shared by threads)."""
+    clients: dict[str, RegistryClient] = {}
+    lock = threading.Lock()
+
+    def fetch(reference: str, digest: str, dest: BinaryIO, manifest: bool) -> int:
+        ref = parse_reference(reference)
+        with lock:
+            if ref.registry not in clients:
+                clients[ref.registry] = RegistryClient(ref.registry, db)
+            client = clients[ref.registry]
+        return client.blob(ref.repository, digest, dest, manifest)
+
+    return fetch

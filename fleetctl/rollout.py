@@ -30,7 +30,6 @@ from fleetctl.delivery import (
     delivery_mode,
     load,
     local_tag,
-    registry_fetcher,
     stage_for_peers,
     survey,
 )
@@ -99,11 +98,11 @@ def with_delivery(ctx: Context, options: Options, plan: Plan) -> Context:
     """The context with the blob store and the per-site rate limits ssh delivery uses,
     and a bundle's catalog when the rollout deploys one."""
     from fleetctl.catalog import load_catalog
-    from fleetctl.registry import RegistryClient
+    from fleetctl.registry import blob_fetcher
 
     if options.bundle:
         ctx = replace(ctx, catalog=load_catalog(Path(options.bundle) / "packages"))
-    fetch = None if options.bundle else registry_fetcher(lambda r: RegistryClient(r, ctx.db))
+    fetch = None if options.bundle else blob_fetcher(ctx.db)
     return replace(ctx, blobs=BlobStore(ctx.db.dir / "blobs", fetch),
                    limits={site: RateLimit(rate) for site, rate in plan.bandwidth.items()})
 

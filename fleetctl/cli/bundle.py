@@ -99,7 +99,7 @@ def bundle_create(
     """
     from fleetctl import bundle
     from fleetctl.playbook import load_playbook
-    from fleetctl.registry import RegistryClient, parse_reference
+    from fleetctl.registry import blob_fetcher
     from fleetctl.state import StateDB, default_state_dir
 
     key = bundle.load_private_key(sign_key) if sign_key else None
@@ -110,13 +110,7 @@ def bundle_create(
     if not entries:
         raise FleetError(f"{playbook}: no host can take any of its packages; nothing to "
                          f"bundle (see 'fleetctl run {playbook} --check')", exit_code=2)
-    db = StateDB(state_dir or default_state_dir())
-    clients: dict[str, RegistryClient] = {}
-
-    def fetch(reference: str, digest: str, dest, manifest: bool) -> int:
-        ref = parse_reference(reference)
-        client = clients.setdefault(ref.registry, RegistryClient(ref.registry, db))
-        return client.blob(ref.repository, digest, dest, manifest)
+    fetch = blob_fetcher(StateDB(state_dir or default_state_dir()))
 
     contents = bundle.contents_for(
         playbook, the_plan.to_json(), [catalog.get(p).path for p in the_plan.packages],
