@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -31,10 +30,12 @@ from pathlib import Path
 
 import paramiko
 
+from fleetctl.blobstore import BlobStore
 from fleetctl.compose import RELEASES_ROOT
 from fleetctl.device import StepFailed, run_step
+from fleetctl.digest import Digest, parse_digest
 from fleetctl.errors import FleetError
-from fleetctl.registry import BlobFetcher
+from fleetctl.shell import command, quote
 from fleetctl.ssh import Connection, SSHFailure
 
 #: where blobs wait on a device until they are loaded
@@ -42,6 +43,8 @@ STAGING = f"{RELEASES_ROOT}/.images"
 CHUNK = 64 * 1024
 LOAD_TIMEOUT = 900.0
 MODES = ("registry", "ssh")
+#: the largest manifest or config fleetctl reads
+MAX_JSON = 4 * 2**20
 #: the device side of seeding: serves staged blobs, fetches them from a seed
 SEED_SCRIPT = (resources.files("fleetctl") / "seed.py").read_text()
 
@@ -84,13 +87,13 @@ class ImageParts:
     """What makes up one platform image: its manifest, config and layers."""
 
     reference: str                          # registry/repo@sha256:...
-    config: str
-    layers: tuple[tuple[str, int], ...]     # (digest, size), bottom first
-    diff_ids: tuple[str, ...]
+    config: Digest
+    layers: tuple[tuple[Digest, int], ...]  # (digest, size), bottom first
+    diff_ids: tuple[Digest, ...]
 
     @property
-    def manifest(self) -> str:
-        return self.reference.rpartition("@")[2]
+    def manifest(self) -> Digest:
+        return Digest(self.reference.rpartition("@")[2])
 
     @property
     def tag(self) -> str:
@@ -100,9 +103,9 @@ class ImageParts:
         """``manifest.json`` of a ``docker save`` archive of this image, the blobs
         under ``blobs/sha256/`` (gzipped layers load as they are)."""
         return json.dumps([{
-            "Config": f"blobs/sha256/{self.config[7:]}",
+            "Config": f"blobs/sha256/{self.config.hex}",
             "RepoTags": [self.tag],
-            "Layers": [f"blobs/sha256/{d[7:]}" for d, _ in self.layers],
+            "Layers": [f"blobs/sha256/{d.hex}" for d, _ in self.layers],
         }]).encode()
 
 
@@ -128,52 +131,49 @@ class RateLimit:
             self.sleep(start - now)
 
 
-# -- the controller's blob store ----------------------------------------------------------------
+# -- images in the controller's blob store ------------------------------------------------------
 
-class BlobStore:
-    """Content-addressed blobs on the controller (``<state>/blobs/sha256/<hex>``), filled
-    from a bundle or, when ``fetch`` is given, from the registry on demand."""
+def image_parts(store: BlobStore, reference: str) -> ImageParts:
+    """The parts of a pinned image, its manifest and config read from ``store`` (fetched
+    into it first when missing); every digest in them checked."""
+    name, _, pinned = reference.rpartition("@")
+    digest = parse_digest(pinned, f"image {reference}")
+    source = f"manifest of {name}@{digest}"
+    manifest = _json_object(store.ensure(reference, digest, manifest=True, max_size=MAX_JSON),
+                            source)
+    try:
+        config_digest = parse_digest((manifest.get("config") or {}).get("digest"), source)
+        layers = tuple((parse_digest(layer.get("digest"), source), _size(layer, source))
+                       for layer in manifest.get("layers") or [])
+    except AttributeError:
+        raise FleetError(f"{source}: not a single-platform image manifest",
+                         exit_code=2) from None
+    config = _json_object(store.ensure(reference, config_digest, max_size=MAX_JSON),
+                          f"config {config_digest} of {name}")
+    rootfs = config.get("rootfs")
+    diff_ids = tuple(parse_digest(d, f"config {config_digest} of {name}")
+                     for d in (rootfs.get("diff_ids") or [] if isinstance(rootfs, dict) else []))
+    if len(diff_ids) != len(layers):
+        raise FleetError(f"{reference}: {len(layers)} layers but {len(diff_ids)} diff ids "
+                         f"in its config", exit_code=2)
+    return ImageParts(f"{name}@{digest}", config_digest, layers, diff_ids)
 
-    def __init__(self, root: Path, fetch: BlobFetcher | None = None) -> None:
-        self.root = root
-        self.fetch = fetch
-        self.lock = threading.Lock()
 
-    def path(self, digest: str) -> Path:
-        return self.root / "sha256" / digest.removeprefix("sha256:")
+def _json_object(path: Path, source: str) -> dict:
+    try:
+        value = json.loads(path.read_bytes())
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise FleetError(f"{source}: not a JSON object", exit_code=2)
+    return value
 
-    def ensure(self, reference: str, digest: str, manifest: bool = False) -> Path:
-        """The blob's file, fetched first if it is missing."""
-        path = self.path(digest)
-        if path.exists():
-            return path
-        if self.fetch is None:
-            raise FleetError(f"blob {digest} of {reference} is not in {self.root}; the bundle "
-                             f"does not hold it", exit_code=2)
-        with self.lock:
-            if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                partial = path.with_suffix(".part")
-                with partial.open("wb") as dest:
-                    self.fetch(reference, digest, dest, manifest)
-                partial.replace(path)
-        return path
 
-    def image(self, reference: str) -> ImageParts:
-        """The parts of a pinned image (its manifest and config read from the store)."""
-        digest = reference.rpartition("@")[2]
-        manifest = json.loads(self.ensure(reference, digest, manifest=True).read_bytes())
-        config_digest = manifest.get("config", {}).get("digest")
-        if not config_digest:
-            raise FleetError(f"{reference}: not a single-platform image manifest", exit_code=2)
-        config = json.loads(self.ensure(reference, config_digest).read_bytes())
-        layers = tuple((layer["digest"], int(layer.get("size", 0)))
-                       for layer in manifest.get("layers", []))
-        diff_ids = tuple(config.get("rootfs", {}).get("diff_ids", []))
-        if len(diff_ids) != len(layers):
-            raise FleetError(f"{reference}: {len(layers)} layers but {len(diff_ids)} diff ids "
-                             f"in its config", exit_code=2)
-        return ImageParts(reference, config_digest, layers, diff_ids)
+def _size(layer: dict, source: str) -> int:
+    size = layer.get("size", 0)
+    if not isinstance(size, int) or size < 0:
+        raise FleetError(f"{source}: layer size {size!r} is not a byte count", exit_code=2)
+    return size
 
 
 # -- on a host ----------------------------------------------------------------------------------
@@ -183,8 +183,8 @@ class Need:
     """What one host lacks of the images it should get."""
 
     images: list[ImageParts]
-    blobs: dict[str, str]           # digest -> the image reference it belongs to, to stage
-    staged: dict[str, int]          # digest -> bytes already there (``.part`` or complete)
+    blobs: dict[Digest, str]        # digest -> the image reference it belongs to, to stage
+    staged: dict[Digest, int]       # digest -> bytes already there (``.part`` or complete)
     present_layers: int             # layers skipped: their chain is in the layer store
 
 
@@ -193,9 +193,18 @@ def _call(conn: Connection, step: str, timeout: float = 120.0, **values: str) ->
 
 
 def _ask(conn: Connection, queries: list[str]) -> dict[str, str]:
-    """The host's answers to survey queries: ``kind:key`` -> value."""
+    """The host's answers to survey queries: ``kind:key`` -> value (only keys asked
+    about; a device answers what it likes, so nothing else is kept)."""
+    asked = {f"{kind}:{key}" for kind, key, *_ in (q.split(" ") for q in queries)}
     out = _call(conn, "survey", Q="\n".join(queries))
-    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    answers = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    return {key: value for key, value in answers.items() if key in asked}
+
+
+def _staged_bytes(answers: dict[str, str], digest: Digest) -> int:
+    """Bytes of a blob the host says it has staged (garbage counts as none)."""
+    value = answers.get(f"blob:{digest.hex}", "0")
+    return int(value) if value.isdigit() and value.isascii() else 0
 
 
 def survey(conn: Connection, images: list[ImageParts]) -> Need:
@@ -206,7 +215,7 @@ def survey(conn: Connection, images: list[ImageParts]) -> Need:
     for image in images:
         queries.append(f"image {image.tag} {image.config}")
         queries += [f"chain {chain[7:]}" for chain in chains[image.reference]]
-        queries += [f"blob {d[7:]}" for d in (image.config, *(d for d, _ in image.layers))]
+        queries += [f"blob {d.hex}" for d in (image.config, *(d for d, _ in image.layers))]
     answers = _ask(conn, queries)
     need = Need([], {}, {}, 0)
     for image in images:
@@ -221,26 +230,27 @@ def survey(conn: Connection, images: list[ImageParts]) -> Need:
                 wanted.append(digest)
         for digest in wanted:
             need.blobs[digest] = image.reference
-            staged = int(answers.get(f"blob:{digest[7:]}", "0"))
+            staged = _staged_bytes(answers, digest)
             if staged:
                 need.staged[digest] = staged
     return need
 
 
-def send_blob(conn: Connection, path: Path, digest: str, offset: int, limit: RateLimit,
+def send_blob(conn: Connection, path: Path, digest: Digest, offset: int, limit: RateLimit,
               timeout: float = 60.0) -> int:
     """Append the blob from ``offset`` to its ``.part`` file on the host, then check and
     seal it. Returns the bytes sent."""
-    hexdigest = digest[7:]
     total = path.stat().st_size
+    offset = min(offset, total)
     sent = 0
     if offset < total:
-        part = f"{STAGING}/blobs/{hexdigest}.part"
+        part = f"{STAGING}/blobs/{digest.hex}.part"
         try:
             channel = conn.transport.open_session(timeout=conn.timeout)
             channel.settimeout(timeout)
-            channel.exec_command(f"mkdir -p {STAGING}/blobs && "
-                                 f"truncate -s {offset} {part} && cat >> {part}")
+            channel.exec_command(f"umask 077 && {command('mkdir', '-p', f'{STAGING}/blobs')} "
+                                 f"&& {command('truncate', '-s', offset, part)} "
+                                 f"&& cat >> {quote(part)}")
             with path.open("rb") as source:
                 source.seek(offset)
                 while chunk := source.read(CHUNK):
@@ -259,7 +269,7 @@ def send_blob(conn: Connection, path: Path, digest: str, offset: int, limit: Rat
                              f"{exc or type(exc).__name__}") from None
         if status != 0:
             raise StepFailed(f"stage {digest[:19]}: {error or f'exit {status}'}")
-    _call(conn, "seal", H=hexdigest)
+    _call(conn, "seal", H=digest.hex)
     return sent
 
 
@@ -267,13 +277,13 @@ def load(conn: Connection, image: ImageParts) -> None:
     """``docker load`` the staged blobs as the image's local tag; check its id."""
     _call(conn, "load", LOAD_TIMEOUT, MANIFEST=image.save_manifest().decode(),
           TAG=image.tag, CONFIG=image.config,
-          BLOBS=" ".join(d[7:] for d in (image.config, *(d for d, _ in image.layers))))
+          BLOBS=" ".join(d.hex for d in (image.config, *(d for d, _ in image.layers))))
 
 
-def clean(conn: Connection, digests: list[str]) -> None:
+def clean(conn: Connection, digests: list[Digest]) -> None:
     """Remove staged blobs (the engine holds the loaded images now)."""
     if digests:
-        _call(conn, "clean", H=" ".join(d[7:] for d in digests))
+        _call(conn, "clean", H=" ".join(d.hex for d in digests))
 
 
 @dataclass
@@ -301,7 +311,7 @@ class Delivered:
         return ", ".join(parts)
 
 
-def _send_all(conn: Connection, paths: dict[str, Path], staged: dict[str, int],
+def _send_all(conn: Connection, paths: dict[Digest, Path], staged: dict[Digest, int],
               limit: RateLimit) -> tuple[int, int]:
     """Send each blob from where its staged copy ends; returns (sent, resumed)."""
     sent = resumed = 0
@@ -312,12 +322,18 @@ def _send_all(conn: Connection, paths: dict[str, Path], staged: dict[str, int],
     return sent, resumed
 
 
+def declared_size(images: list[ImageParts], digest: Digest) -> int | None:
+    """The size a layer's manifest declares (configs are capped by their own read)."""
+    return next((size for image in images for d, size in image.layers if d == digest), None)
+
+
 def deliver_direct(conn: Connection, host: str, images: list[ImageParts], store: BlobStore,
                    limit: RateLimit) -> Delivered:
     """Send the blobs the host lacks over its SSH connection and load its images."""
     need = survey(conn, images)
     done = Delivered(host, skipped_layers=need.present_layers)
-    paths = {digest: store.ensure(reference, digest) for digest, reference in need.blobs.items()}
+    paths = {digest: store.ensure(reference, digest, max_size=declared_size(images, digest))
+             for digest, reference in need.blobs.items()}
     done.sent, done.resumed = _send_all(conn, paths, need.staged, limit)
     for image in need.images:
         load(conn, image)
@@ -326,11 +342,11 @@ def deliver_direct(conn: Connection, host: str, images: list[ImageParts], store:
     return done
 
 
-def stage_for_peers(conn: Connection, paths: dict[str, Path],
+def stage_for_peers(conn: Connection, paths: dict[Digest, Path],
                     limit: RateLimit) -> tuple[int, int]:
     """Stage on a seed every blob its peers need (once); returns (sent, resumed)."""
-    answers = _ask(conn, [f"blob {d[7:]}" for d in paths])
-    staged = {d: int(answers.get(f"blob:{d[7:]}", "0")) for d in paths}
+    answers = _ask(conn, [f"blob {d.hex}" for d in paths])
+    staged = {d: _staged_bytes(answers, d) for d in paths}
     return _send_all(conn, paths, staged, limit)
 
 
@@ -342,14 +358,14 @@ class Seed:
         self.token = secrets.token_hex(16)
         try:
             self.channel = conn.transport.open_session(timeout=conn.timeout)
-            self.channel.exec_command(
-                f"python3 -c {shlex.quote(SEED_SCRIPT)} serve {STAGING}/blobs "
-                f"{shlex.quote(address)} {self.token}")
+            self.channel.exec_command(command("python3", "-c", SEED_SCRIPT, "serve",
+                                              f"{STAGING}/blobs", address))
             self.channel.settimeout(30)
+            self.channel.sendall(f"{self.token}\n".encode())   # never on argv (ps shows it)
             first = self.channel.makefile("rb").readline().decode().strip()
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise SSHFailure("seed failed", f"{address}: {exc or type(exc).__name__}") from None
-        if not first.startswith("port "):
+        if not (first.startswith("port ") and first[5:].isdigit()):
             error = self.channel.makefile_stderr("rb").read().decode(errors="replace")
             raise StepFailed(f"seed on {address} did not start: "
                              f"{(error.strip().splitlines() or ['no output'])[-1]}")
@@ -369,15 +385,16 @@ def deliver_from_seed(conn: Connection, host: str, images: list[ImageParts], see
     need = survey(conn, images)
     done = Delivered(host, skipped_layers=need.present_layers, seed=seed_host)
     if need.blobs:
-        wanted = " ".join(f"{d[7:]}:{need.staged.get(d, 0)}" for d in need.blobs)
-        out = conn.run(f"python3 -c {shlex.quote(SEED_SCRIPT)} fetch {seed.url()} "
-                       f"{STAGING}/blobs {wanted}", command="sh -s", command_timeout=LOAD_TIMEOUT)
+        wanted = [f"{d.hex}:{need.staged.get(d, 0)}" for d in need.blobs]
+        out = conn.run(command("python3", "-c", SEED_SCRIPT, "fetch", seed.url(),
+                               f"{STAGING}/blobs", *wanted),
+                       command="sh -s", command_timeout=LOAD_TIMEOUT)
         if out.status != 0:
             lines = (out.stderr or out.stdout).strip().splitlines()
             raise StepFailed(f"fetch from seed {seed_host}: "
                              f"{lines[-1] if lines else f'exit {out.status}'}")
-        done.sent = sum(int(line.split()[2]) for line in out.stdout.splitlines()
-                        if line.startswith("fetched "))
+        done.sent = sum(int(words[2]) for words in map(str.split, out.stdout.splitlines())
+                        if len(words) == 3 and words[0] == "fetched" and words[2].isdigit())
         done.resumed = sum(need.staged.values())
     for image in need.images:
         load(conn, image)

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import base64
 import re
-import shlex
 import time
 from dataclasses import dataclass
 from importlib import resources
 
 from fleetctl.compose import RELEASES_ROOT
 from fleetctl.facts import HostFacts
+from fleetctl.shell import assignments
 from fleetctl.ssh import Connection
 
 PULL_TIMEOUT = 900.0
@@ -64,8 +64,8 @@ def script_for(step: str) -> str:
 
 def run_step(conn: Connection, step: str, timeout: float = 60.0, **values: str) -> str:
     """Run ``do_<step>`` on the host with these variables; StepFailed if it fails."""
-    assignments = "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
-    result = conn.run(f"{script_for(step)}\n{assignments}do_{step}\n", command_timeout=timeout)
+    result = conn.run(f"{script_for(step)}\n{assignments(values)}do_{step}\n",
+                      command_timeout=timeout)
     if result.status != 0:
         lines = (result.stderr or result.stdout).strip().splitlines()
         raise StepFailed(f"{step}: {lines[-1] if lines else f'exit {result.status}'}")

@@ -28,8 +28,9 @@ do_unlock() {  # LINE ID: the lock goes even when the audit line cannot be writt
 do_stage() {  # REL COMPOSE(base64) IMAGE DIGEST CONFIG (set: delivered, no pull)
     R="$D/releases/$REL"
     mkdir -p "$R" "$D/data" || exit 1
-    printf '%s' "$COMPOSE" | base64 -d > "$R/compose.yml.tmp" || exit 1
-    mv -f "$R/compose.yml.tmp" "$R/compose.yml" || exit 1
+    # the compose file holds the containers' env (secrets among it): root only
+    (umask 077 && printf '%s' "$COMPOSE" | base64 -d > "$R/compose.yml.tmp") || exit 1
+    chmod 600 "$R/compose.yml.tmp" && mv -f "$R/compose.yml.tmp" "$R/compose.yml" || exit 1
     printf '%s\n' "$IMAGE" > "$R/image.tmp" && mv -f "$R/image.tmp" "$R/image" || exit 1
     if docker image inspect "$IMAGE" >/dev/null 2>&1; then
         echo present
@@ -44,9 +45,9 @@ do_stage() {  # REL COMPOSE(base64) IMAGE DIGEST CONFIG (set: delivered, no pull
         [ "$(docker image inspect -f '{{.Id}}' "$IMAGE")" = "$CONFIG" ] || {
             echo "image $IMAGE is not the config $CONFIG of $DIGEST" >&2; exit 1; }
     else
-        docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$IMAGE" \
-            | grep -q "@$DIGEST\$" || { echo "image $IMAGE does not have digest $DIGEST" >&2
-                                         exit 1; }
+        found=$(docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' \
+            "$IMAGE" | while read -r d; do [ "${d##*@}" = "$DIGEST" ] && echo yes; done)
+        [ -n "$found" ] || { echo "image $IMAGE does not have digest $DIGEST" >&2; exit 1; }
     fi
 }
 

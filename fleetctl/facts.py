@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any
 
 from fleetctl import jetson
+from fleetctl.digest import Digest, DigestError, parse_digest
 
 SCHEMA = 1
 MARK = "@@fleetctl:"
@@ -244,7 +245,8 @@ def _parse_docker(facts: HostFacts, s: dict[str, str]) -> None:
     facts.runtimes = sorted(info.get("Runtimes") or {})
     facts.default_runtime = info.get("DefaultRuntime")
     facts.images = [LocalImage(repo, None if tag == "<none>" else tag,
-                               digest_from_tag(tag) if digest == "<none>" else digest,
+                               digest_from_tag(tag) if digest == "<none>" else
+                               _device_digest(digest, f"image {repo}:{tag}"),
                                image_id, size)
                     for repo, tag, digest, image_id, size in
                     (line.split("\t") for line in s.get("docker_images", "").splitlines()
@@ -262,17 +264,36 @@ def _parse_docker(facts: HostFacts, s: dict[str, str]) -> None:
             release=release or None, digest=_image_digest(image, facts.images)))
 
 
-def digest_from_tag(tag: str | None) -> str | None:
+def digest_from_tag(tag: str | None) -> Digest | None:
     """The manifest digest an image delivered over SSH carries in its tag
     (``sha256-<hex>``, see :func:`fleetctl.delivery.local_tag`); None for other tags."""
-    if tag and tag.startswith("sha256-") and len(tag) == 71:
-        return "sha256:" + tag[7:]
+    if tag and tag.startswith("sha256-"):
+        try:
+            return parse_digest("sha256:" + tag[7:], "tag")
+        except DigestError:
+            return None
     return None
 
 
+def image_digest(reference: str) -> Digest | None:
+    """The digest a pinned reference names (``name@sha256:...`` or a delivered image's
+    ``name:sha256-<hex>``); None when it names none."""
+    _, at, digest = reference.rpartition("@")
+    if at:
+        return _device_digest(digest, f"image {reference}")
+    return digest_from_tag(reference.rpartition(":")[2])
+
+
+def _device_digest(value: str, what: str) -> Digest:
+    try:
+        return parse_digest(value, what)
+    except DigestError as exc:
+        raise ProbeOutputError(str(exc)) from None
+
+
 def _image_digest(reference: str, images: list[LocalImage]) -> str | None:
-    if "@sha256:" in reference:
-        return reference.split("@", 1)[1]
+    if "@" in reference:
+        return image_digest(reference)
     repo, _, tag = reference.rpartition(":") if ":" in reference.split("/")[-1] else (
         reference, "", "latest")
     return next((i.digest for i in images if i.repository == repo and i.tag == tag), None)

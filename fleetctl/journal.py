@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetctl.digest import optional_digest
 from fleetctl.errors import FleetError
 from fleetctl.state import StateDB
 
@@ -159,10 +160,12 @@ class Journal:
 
     def create(self, rollout_id: str, kind: str, request: str, packages: list[str],
                steps: list[list[str]], options: dict[str, Any], plan: dict[str, Any],
-               hosts: list[HostState]) -> None:
-        """Record a new rollout and its hosts (all in one transaction)."""
+               hosts: list[HostState], locked: list[str], break_lock: bool = False) -> None:
+        """Take the fleet lock on ``locked`` hosts and record the new rollout and its
+        hosts, all in one transaction: two controllers can never both hold a host."""
         now = time.time()
         with self.db.transaction() as tx:
+            self._take_locks(tx, rollout_id, packages, locked, break_lock)
             tx.execute("INSERT INTO rollouts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                        (rollout_id, kind, request, json.dumps(packages), operator(),
                         f"{socket.gethostname()}:{os.getpid()}", "running", json.dumps(steps),
@@ -174,17 +177,21 @@ class Journal:
                             h.to_release, h.error, now))
         self.note(rollout_id, None, None, "created", f"{kind} {request}")
 
-    def claim(self, rollout_id: str) -> None:
-        """This process now runs the rollout (resume, promote)."""
-        self.db.execute("UPDATE rollouts SET controller = ?, status = 'running', updated_at = ? "
-                        "WHERE id = ?", (f"{socket.gethostname()}:{os.getpid()}", time.time(),
-                                         rollout_id))
-
-    def lock(self, rollout_id: str, packages: list[str], hosts: list[str],
-             break_lock: bool = False) -> None:
-        """Take the fleet lock on (package, host) pairs, or raise :class:`LockHeld`
-        naming the holder. A lock held by a finished rollout is taken over."""
+    def claim(self, rollout_id: str, packages: list[str], hosts: list[str],
+              break_lock: bool = False) -> None:
+        """Take the fleet lock for an existing rollout and mark this process as the one
+        running it (resume, promote, rollback), in one transaction."""
         with self.db.transaction() as tx:
+            self._take_locks(tx, rollout_id, packages, hosts, break_lock)
+            tx.execute("UPDATE rollouts SET controller = ?, status = 'running', updated_at = ? "
+                       "WHERE id = ?", (f"{socket.gethostname()}:{os.getpid()}", time.time(),
+                                        rollout_id))
+
+    def _take_locks(self, tx: Any, rollout_id: str, packages: list[str], hosts: list[str],
+                    break_lock: bool) -> None:
+        """Lock (package, host) pairs inside ``tx``, or raise :class:`LockHeld` naming the
+        holder. A lock held by a finished rollout is taken over."""
+        if hosts:
             placeholders = ",".join("?" * len(hosts))
             rows = tx.execute(
                 f"SELECT l.package, l.host, l.rollout_id, r.operator, r.status, r.created_at "
@@ -201,10 +208,10 @@ class Journal:
                         f"{state} since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}"
                         f"; wait for it, 'fleetctl rollout resume {holder}', 'fleetctl rollback "
                         f"{holder}', or pass --break-lock", exit_code=3)
-            for package in packages:
-                for host in hosts:
-                    tx.execute("INSERT OR REPLACE INTO fleet_locks VALUES (?,?,?)",
-                               (package, host, rollout_id))
+        for package in packages:
+            for host in hosts:
+                tx.execute("INSERT OR REPLACE INTO fleet_locks VALUES (?,?,?)",
+                           (package, host, rollout_id))
 
     def unlock(self, rollout_id: str) -> None:
         """Release every fleet lock the rollout holds."""
@@ -259,9 +266,13 @@ class Journal:
         for key in ("packages", "steps", "options", "plan"):
             row[key] = json.loads(row[key])
         record = RolloutRecord(**row)
-        record.hosts = [HostState(**{k: v for k, v in h.items() if k != "rollout_id"})
-                        for h in self.db.query("SELECT * FROM rollout_hosts WHERE rollout_id = ? "
-                                               "ORDER BY step, rowid", (record.id,))]
+        record.hosts = []
+        for row in self.db.query("SELECT * FROM rollout_hosts WHERE rollout_id = ? "
+                                 "ORDER BY step, rowid", (record.id,)):
+            where = f"journal: rollout {record.id} host {row['host']}"
+            for key in ("from_digest", "to_digest"):
+                row[key] = optional_digest(row[key], f"{where} {key}")
+            record.hosts.append(HostState(**{k: v for k, v in row.items() if k != "rollout_id"}))
         return record
 
     def list(self, limit: int = 20) -> list[RolloutRecord]:

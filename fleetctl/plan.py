@@ -21,6 +21,7 @@ from packaging.version import InvalidVersion, Version
 
 from fleetctl.autotag import Candidate, choose, merge_local, tag_reject_reason
 from fleetctl.catalog import Catalog, Package, Request, requirement_kind
+from fleetctl.digest import optional_digest, parse_digest
 from fleetctl.errors import InputError
 from fleetctl.facts import Container, HostFacts
 from fleetctl.probe import ProbeResult
@@ -33,11 +34,13 @@ from fleetctl.registry import (
 )
 from fleetctl.sizes import parse_rate
 from fleetctl.state import StateDB
+from fleetctl.typed import build, expect
 
 SCHEMA = 1
 #: A pulled image takes about twice its compressed size on disk.
 UNPACK_FACTOR = 2
 ACTIONS = ("install", "upgrade", "downgrade", "noop", "blocked")
+MAX_PLAN_FILE = 64 * 2**20
 
 
 @dataclass
@@ -96,13 +99,18 @@ class Plan:
         return {"schema": SCHEMA, **asdict(self)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Plan:
+    def from_json(cls, data: Any) -> Plan:
+        """A plan from its JSON form, every field and digest checked; InputError naming
+        the field otherwise."""
+        expect(data, (dict,), "plan")
         if data.get("schema") != SCHEMA:
-            raise ValueError(f"plan schema {data.get('schema')!r} is not {SCHEMA}")
-        entries = [PlanEntry(**{**e, "checks": [Check(**c) for c in e["checks"]]})
-                   for e in data["entries"]]
-        return cls(data["requests"], data["packages"], entries, data["created_at"],
-                   data["registry"], data.get("unreachable", {}), data.get("bandwidth", {}))
+            raise InputError(f"schema: {data.get('schema')!r} is not {SCHEMA}")
+        doc = {k: v for k, v in data.items() if k != "schema"}
+        return build(cls, doc, "", {"entries": _entries, "registry": _seen_tags})
+
+    def downgrades(self) -> list[PlanEntry]:
+        """Entries that move a host to an older version than it runs."""
+        return [e for e in self.entries if e.action == "downgrade"]
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
@@ -111,12 +119,56 @@ class Plan:
     def read(cls, path: Path) -> Plan:
         """A plan file; InputError naming the file when it is not one."""
         try:
-            return cls.from_json(json.loads(path.read_text()))
+            if path.stat().st_size > MAX_PLAN_FILE:
+                raise InputError(f"{path}: larger than {MAX_PLAN_FILE:,} bytes; not a plan")
+            return cls.from_json(json.loads(path.read_bytes()))
         except OSError as exc:
             raise InputError(f"{path}: cannot read: {exc.strerror}") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"{path}: not a fleetctl plan ({exc}); make one with "
+        except (ValueError, RecursionError) as exc:
+            raise InputError(f"{path}: not JSON ({str(exc)[:80]}); make a plan with "
                              f"'fleetctl plan ... --out {path}'") from None
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}; make a plan with 'fleetctl plan ... "
+                             f"--out {path}'") from None
+
+
+def _entries(value: Any, where: str) -> list[PlanEntry]:
+    entries = []
+    for index, item in enumerate(expect(value, (list,), where)):
+        at = f"{where}[{index}]"
+        entry = build(PlanEntry, item, at, {
+            "checks": lambda v, w: [build(Check, c, f"{w}[{i}]")
+                                    for i, c in enumerate(expect(v, (list,), w))],
+            "digest": optional_digest, "current_digest": optional_digest})
+        if entry.action not in ACTIONS:
+            raise InputError(f"{at}.action: {entry.action!r} is not one of {', '.join(ACTIONS)}")
+        if entry.target is not None and not (entry.digest and
+                                             entry.target.endswith(f"@{entry.digest}")):
+            raise InputError(f"{at}.target: {entry.target!r} is not pinned by its digest")
+        if entry.pull_bytes < 0:
+            raise InputError(f"{at}.pull_bytes: {entry.pull_bytes} is negative")
+        entries.append(entry)
+    return entries
+
+
+def _seen_tags(value: Any, where: str) -> dict[str, dict[str, Any]]:
+    seen = {}
+    for key, item in expect(value, (dict,), where).items():
+        at = f"{where}[{key!r}]"
+        expect(item, (dict,), at)
+        seen[key] = {"digest": parse_digest(item.get("digest"), f"{at}.digest"),
+                     "size": expect(item.get("size", 0), (int,), f"{at}.size")}
+    return seen
+
+
+def refuse_downgrades(plan: Plan, allow: bool) -> None:
+    """A plan that moves hosts to older versions needs ``--allow-downgrade``."""
+    found = plan.downgrades()
+    if found and not allow:
+        first = found[0]
+        raise InputError(f"the plan downgrades {len(found)} host(s), e.g. {first.host}: "
+                         f"{first.package} {first.current_version} -> {first.version}; pass "
+                         f"--allow-downgrade if that is what you want")
 
 
 def l4t_bound(package: Package) -> bool:

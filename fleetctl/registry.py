@@ -11,20 +11,21 @@ content-addressed manifests and configs for good.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO
+from urllib.parse import urlsplit
 
 import docker.auth
 import docker.utils
 import requests
 
+from fleetctl.blobstore import BlobFetcher
+from fleetctl.digest import Digest, parse_digest, sha256_of
 from fleetctl.errors import FleetError
 from fleetctl.state import StateDB
 
@@ -39,6 +40,8 @@ INDEX_TYPES = {"application/vnd.oci.image.index.v1+json",
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+#: the most fleetctl reads of a JSON answer (tag list page, manifest, config, token)
+MAX_DOCUMENT = 4 * 2**20
 
 
 class RegistryError(FleetError):
@@ -92,7 +95,7 @@ class PlatformImage:
     """One platform's image behind a tag: what a host would pull and run."""
 
     tag: str
-    digest: str
+    digest: Digest
     arch: str
     os: str
     size: int
@@ -127,9 +130,9 @@ class RegistryClient:
         auth = docker.auth.resolve_authconfig(docker.auth.load_config(), registry) or {}
         self._credentials = ((auth["username"], auth["password"])
                              if auth.get("username") and auth.get("password") else None)
+        self._basic = False     # credentials go out only after the registry asked for them
 
-    def _get(self, path: str, repository: str, accept: str | None = None,
-             stream: bool = False) -> requests.Response:
+    def _get(self, path: str, repository: str, accept: str | None = None) -> requests.Response:
         url = f"{self.base}/v2/{path}"
         headers = {"Accept": accept} if accept else {}
         scope = f"repository:{repository}:pull"
@@ -140,9 +143,9 @@ class RegistryClient:
                 with self._lock:
                     self.requests += 1
                 response = self._session.get(url, headers=headers, timeout=self.timeout,
-                                             stream=stream,
-                                             auth=None if "Authorization" in headers else
-                                             self._credentials)
+                                             stream=True,
+                                             auth=self._credentials if self._basic and
+                                             "Authorization" not in headers else None)
             except requests.RequestException as exc:
                 raise RegistryError(f"registry {self.registry}: {type(exc).__name__}: "
                                     f"{_short(exc)}; check the address and the mirror "
@@ -159,23 +162,55 @@ class RegistryClient:
             if not self._credentials:
                 raise RegistryError(f"registry {self.registry} wants a login; run "
                                     f"'docker login {self.registry}' on the controller")
+            self._refuse_plain_http(self.base)
+            self._basic = True
             return
         if scheme.lower() != "bearer":
             raise RegistryError(f"registry {self.registry}: unsupported authentication "
                                 f"{scheme or 'challenge'!r}")
         fields = dict(_CHALLENGE.findall(params))
         query = {"service": fields.get("service", ""), "scope": fields.get("scope", scope)}
+        realm = fields.get("realm", "")
+        if self._credentials:
+            self._refuse_plain_http(realm)
         try:
-            answer = self._session.get(fields["realm"], params=query, timeout=self.timeout,
-                                       auth=self._credentials)
-        except (KeyError, requests.RequestException) as exc:
+            answer = self._session.get(realm, params=query, timeout=self.timeout,
+                                       auth=self._credentials, stream=True)
+        except requests.RequestException as exc:
             raise RegistryError(f"registry {self.registry}: token request failed: "
                                 f"{_short(exc)}") from None
         if answer.status_code != 200:
             raise RegistryError(f"registry {self.registry}: token refused (HTTP "
                                 f"{answer.status_code}); check 'docker login'")
-        body = answer.json()
-        self._tokens[scope] = body.get("token") or body.get("access_token", "")
+        body = self._json(answer, "token answer")
+        token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str):
+            raise RegistryError(f"registry {self.registry}: the token answer holds no token")
+        self._tokens[scope] = token
+
+    def _refuse_plain_http(self, url: str) -> None:
+        """Credentials never cross plain HTTP, but to a registry on loopback."""
+        parts = urlsplit(url)
+        if parts.scheme != "https" and not _is_loopback(parts.netloc):
+            raise RegistryError(f"registry {self.registry}: refusing to send credentials to "
+                                f"{parts.scheme or 'an'}://{parts.netloc or repr(url)}: not HTTPS")
+
+    def _json(self, response: requests.Response, what: str) -> object:
+        """A JSON answer of at most :data:`MAX_DOCUMENT` bytes."""
+        try:
+            return json.loads(self._bytes(response, what))
+        except ValueError:
+            raise RegistryError(f"registry {self.registry}: {what} is not JSON") from None
+
+    def _bytes(self, response: requests.Response, what: str) -> bytes:
+        body = bytearray()
+        for chunk in response.iter_content(1 << 16):
+            body += chunk
+            if len(body) > MAX_DOCUMENT:
+                response.close()
+                raise RegistryError(f"registry {self.registry}: {what} is larger than "
+                                    f"{MAX_DOCUMENT:,} bytes; refusing it")
+        return bytes(body)
 
     def _cached(self, key: str, max_age: float | None) -> str | None:
         if self.db is None:
@@ -200,78 +235,115 @@ class RegistryClient:
             if response.status_code == 404:
                 break
             self._check(response, f"tags of {repository}")
-            tags.extend(response.json().get("tags") or [])
+            body = self._json(response, f"tags of {repository}")
+            page = body.get("tags") if isinstance(body, dict) else None
+            if not isinstance(page, list | None) or not all(isinstance(t, str)
+                                                            for t in page or []):
+                raise RegistryError(f"registry {self.registry}: tags of {repository}: "
+                                    f"not a list of tag names")
+            tags.extend(page or [])
             link = response.links.get("next", {}).get("url", "")
             path = link.split("/v2/", 1)[1] if "/v2/" in link else ""
         self._remember(key, json.dumps(tags))
         return tags
 
-    def manifest(self, repository: str, reference: str) -> tuple[str, dict]:
-        """The manifest (or manifest list) for a tag or digest, and its digest."""
+    def manifest(self, repository: str, reference: str) -> tuple[Digest, dict]:
+        """The manifest (or manifest list) for a tag or digest, and its digest: the
+        sha256 of the bytes received, which must equal the digest asked for and the
+        registry's ``Docker-Content-Digest``."""
         by_digest = reference.startswith("sha256:")
+        what = f"manifest {repository}:{reference}"
+        if by_digest:
+            reference = parse_digest(reference, f"registry {self.registry}: {what}")
         key = f"manifest {repository}@{reference}"
         cached = self._cached(key, None if by_digest else self.ttl)
         if cached is not None:
             entry = json.loads(cached)
-            return entry["digest"], entry["manifest"]
+            return Digest(entry["digest"]), entry["manifest"]
         response = self._get(f"{repository}/manifests/{reference}", repository, MANIFEST_TYPES)
-        self._check(response, f"manifest {repository}:{reference}")
-        digest = response.headers.get("Docker-Content-Digest") or (
-            "sha256:" + hashlib.sha256(response.content).hexdigest())
-        manifest = response.json()
+        self._check(response, what)
+        body = self._bytes(response, what)
+        digest = sha256_of(body)
+        claimed = response.headers.get("Docker-Content-Digest")
+        if (by_digest and digest != reference) or (claimed and claimed != digest):
+            raise RegistryError(f"registry {self.registry}: {what}: the bytes received have "
+                                f"digest {digest}, not {reference if by_digest else claimed}"
+                                f"; refusing them")
+        try:
+            manifest = json.loads(body)
+        except ValueError:
+            manifest = None
+        if not isinstance(manifest, dict):
+            raise RegistryError(f"registry {self.registry}: {what} is not a JSON object")
         self._remember(key, json.dumps({"digest": digest, "manifest": manifest}))
         if not by_digest:
             self._remember(f"manifest {repository}@{digest}",
                            json.dumps({"digest": digest, "manifest": manifest}))
         return digest, manifest
 
-    def config(self, repository: str, digest: str) -> dict:
-        """An image config blob (content-addressed, cached for good)."""
+    def config(self, repository: str, digest: Digest) -> dict:
+        """An image config blob (content-addressed: checked, then cached for good)."""
         key = f"blob {repository}@{digest}"
         cached = self._cached(key, None)
         if cached is not None:
             return json.loads(cached)
+        what = f"config {repository}@{digest}"
         response = self._get(f"{repository}/blobs/{digest}", repository)
-        self._check(response, f"config {repository}@{digest}")
-        self._remember(key, response.text)
-        return response.json()
+        self._check(response, what)
+        body = self._bytes(response, what)
+        if sha256_of(body) != digest:
+            raise RegistryError(f"registry {self.registry}: {what} arrived as other bytes "
+                                f"({sha256_of(body)}); refusing them")
+        try:
+            config = json.loads(body)
+        except ValueError:
+            config = None
+        if not isinstance(config, dict):
+            raise RegistryError(f"registry {self.registry}: {what} is not a JSON object")
+        self._remember(key, body.decode())
+        return config
 
-    def blob(self, repository: str, digest: str, dest: BinaryIO,
-             manifest: bool = False) -> int:
-        """Stream a blob (or with ``manifest`` the exact bytes of a manifest) into
-        ``dest``, checking its sha256; returns its size."""
+    def blob(self, repository: str, digest: Digest, manifest: bool = False) -> Iterator[bytes]:
+        """The bytes of a blob (or with ``manifest`` the exact bytes of a manifest), as
+        they arrive; the caller checks them (:meth:`fleetctl.blobstore.BlobStore.write`)."""
         kind = "manifests" if manifest else "blobs"
         response = self._get(f"{repository}/{kind}/{digest}", repository,
-                             MANIFEST_TYPES if manifest else None, stream=True)
+                             MANIFEST_TYPES if manifest else None)
         self._check(response, f"{kind[:-1]} {repository}@{digest}")
-        hasher, size = hashlib.sha256(), 0
-        for chunk in response.iter_content(1 << 20):
-            hasher.update(chunk)
-            dest.write(chunk)
-            size += len(chunk)
-        if f"sha256:{hasher.hexdigest()}" != digest:
-            raise RegistryError(f"registry {self.registry}: blob {repository}@{digest} "
-                                f"arrived with another digest; try again")
-        return size
+        try:
+            yield from response.iter_content(1 << 20)
+        except requests.RequestException as exc:
+            raise RegistryError(f"registry {self.registry}: {kind[:-1]} {repository}@{digest}"
+                                f": {_short(exc)}") from None
+        finally:
+            response.close()
 
     def images(self, repository: str, tag: str) -> list[PlatformImage]:
         """The platform images behind ``tag``: one for a plain manifest, one per entry
-        of a manifest list (attestation entries skipped)."""
+        of a manifest list (attestation entries skipped). Every digest in the answers
+        is checked to be one."""
         digest, manifest = self.manifest(repository, tag)
-        if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
-            result = []
-            for entry in manifest.get("manifests", []):
-                platform = entry.get("platform") or {}
-                arch = platform.get("architecture", "unknown")
-                if arch == "unknown":
-                    continue
-                _, child = self.manifest(repository, entry["digest"])
-                result.append(PlatformImage(tag, entry["digest"], arch,
-                                            platform.get("os", "linux"), _size(child)))
-            return result
-        config = self.config(repository, manifest["config"]["digest"])
-        return [PlatformImage(tag, digest, config.get("architecture", "unknown"),
-                              config.get("os", "linux"), _size(manifest))]
+        source = f"registry {self.registry}: manifest {repository}:{tag}"
+        try:
+            if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
+                result = []
+                for entry in manifest.get("manifests") or []:
+                    platform = entry.get("platform") or {}
+                    arch = str(platform.get("architecture", "unknown"))
+                    if arch == "unknown":
+                        continue
+                    child_digest = parse_digest(entry.get("digest"), source)
+                    _, child = self.manifest(repository, child_digest)
+                    result.append(PlatformImage(tag, child_digest, arch,
+                                                str(platform.get("os", "linux")),
+                                                _size(child, source)))
+                return result
+            config = self.config(repository, parse_digest(
+                (manifest.get("config") or {}).get("digest"), source))
+            return [PlatformImage(tag, digest, str(config.get("architecture", "unknown")),
+                                  str(config.get("os", "linux")), _size(manifest, source))]
+        except (AttributeError, TypeError) as exc:
+            raise RegistryError(f"{source}: not an image manifest ({exc})") from None
 
     def images_of(self, repository: str, tags: list[str],
                   workers: int = 8) -> list[PlatformImage]:
@@ -297,20 +369,23 @@ class RegistryClient:
                                 f"{response.status_code}")
 
 
-def _size(manifest: dict) -> int:
-    """Bytes a pull transfers: the config and every layer, compressed."""
-    return manifest.get("config", {}).get("size", 0) + sum(
-        layer.get("size", 0) for layer in manifest.get("layers", []))
+def _size(manifest: dict, source: str) -> int:
+    """Bytes a pull transfers: the config and every layer, compressed (every digest in
+    it checked)."""
+    parts = [manifest.get("config") or {}, *(manifest.get("layers") or [])]
+    total = 0
+    for part in parts:
+        parse_digest(part.get("digest"), source)
+        size = part.get("size", 0)
+        if not isinstance(size, int) or size < 0:
+            raise RegistryError(f"{source}: size {size!r} is not a byte count")
+        total += size
+    return total
 
 
 def _short(exc: BaseException) -> str:
     text = str(exc)
     return text if len(text) < 160 else text[:157] + "..."
-
-
-#: fetch(image reference "registry/repo@digest", blob digest, destination, is the manifest)
-#: -> size
-BlobFetcher = Callable[[str, str, BinaryIO, bool], int]
 
 
 def blob_fetcher(db: StateDB | None) -> BlobFetcher:
@@ -319,12 +394,12 @@ def blob_fetcher(db: StateDB | None) -> BlobFetcher:
     clients: dict[str, RegistryClient] = {}
     lock = threading.Lock()
 
-    def fetch(reference: str, digest: str, dest: BinaryIO, manifest: bool) -> int:
+    def fetch(reference: str, digest: Digest, manifest: bool) -> Iterator[bytes]:
         ref = parse_reference(reference)
         with lock:
             if ref.registry not in clients:
                 clients[ref.registry] = RegistryClient(ref.registry, db)
             client = clients[ref.registry]
-        return client.blob(ref.repository, digest, dest, manifest)
+        return client.blob(ref.repository, digest, manifest)
 
     return fetch

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fleetctl import device
 from fleetctl.catalog import Package
+from fleetctl.facts import ProbeOutputError, image_digest
 from fleetctl.journal import HostState, RolloutRecord, new_rollout_id, operator
 from fleetctl.plan import current_container
 from fleetctl.rollout import (
@@ -31,9 +32,9 @@ def rollback_package(ctx: Context, package: Package, hosts: list[str], to: str |
     options = Options(steps=["100%"], gate_timeout=gate_timeout, break_lock=break_lock,
                       connect_timeout=timeout)
     request = package.name + (f" --to {to}" if to else "")
-    ctx.journal.lock(rid, [package.name], hosts, break_lock)
     ctx.journal.create(rid, "rollback", request, [package.name], [hosts], options.__dict__,
-                       {}, [HostState(h, package.name, 0, "pending") for h in hosts])
+                       {}, [HostState(h, package.name, 0, "pending") for h in hosts], hosts,
+                       break_lock)
     record = ctx.journal.get(rid)
     parallel(lambda h: _rollback_host(ctx, record, package, h, to, options), hosts)
     final = ctx.journal.get(rid)
@@ -66,6 +67,11 @@ def _rollback_host(ctx: Context, record: RolloutRecord, package: Package, host: 
         if target == current:
             journal.set_host(record.id, host, name, "noop", f"already on release {target}")
             return
+        try:
+            to_digest = image_digest(found[target])
+        except ProbeOutputError as exc:
+            journal.set_host(record.id, host, name, "failed", error=f"release {target}: {exc}")
+            return
         facts = live_facts(conn)
         running = current_container(facts, package)
         try:
@@ -73,12 +79,11 @@ def _rollback_host(ctx: Context, record: RolloutRecord, package: Package, host: 
         except device.StepFailed as exc:
             journal.set_host(record.id, host, name, "failed", error=str(exc))
             return
-        image = found[target]
         journal.set_host(record.id, host, name, "locked", f"to release {target}",
                          from_release=current, to_release=target,
                          from_digest=running.digest if running else None,
                          from_version=running.version if running else None,
-                         to_digest=image.rpartition("@")[2] or None)
+                         to_digest=to_digest)
         state = next(s for s in journal.get(record.id).hosts if s.host == host)
         compose = device.compose_command(facts)
         try:

@@ -16,18 +16,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fleetctl import device
+from fleetctl.blobstore import BlobStore
 from fleetctl.catalog import Catalog, Package, parse_duration
 from fleetctl.compose import RenderContext, render_compose, render_text
 from fleetctl.delivery import (
-    BlobStore,
     Delivered,
     ImageParts,
     RateLimit,
     Seed,
     clean,
+    declared_size,
     deliver_direct,
     deliver_from_seed,
     delivery_mode,
+    image_parts,
     load,
     local_tag,
     stage_for_peers,
@@ -146,9 +148,8 @@ def start(ctx: Context, rollout_id: str, plan: Plan, options: Options) -> Rollou
                                 to_digest=entry.digest, to_version=entry.version,
                                 to_release=rollout_id,
                                 error=entry.reason if entry.blocked else None))
-    ctx.journal.lock(rollout_id, plan.packages, targeted, options.break_lock)
     ctx.journal.create(rollout_id, "deploy", " ".join(plan.requests), plan.packages, steps,
-                       options.__dict__, plan.to_json(), states)
+                       options.__dict__, plan.to_json(), states, targeted, options.break_lock)
     return ctx.journal.get(rollout_id)
 
 
@@ -375,7 +376,7 @@ def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, optio
 def _deliver(ctx: Context, conn: Connection, entry: PlanEntry) -> tuple[ImageParts, Delivered]:
     """The entry's image onto the host over its SSH connection (if it is not there)."""
     assert ctx.blobs is not None and entry.target
-    parts = ctx.blobs.image(entry.target)
+    parts = image_parts(ctx.blobs, entry.target)
     limit = ctx.limits.setdefault(entry.site or "-", RateLimit(None))
     return parts, deliver_direct(conn, entry.host, [parts], ctx.blobs, limit)
 
@@ -403,8 +404,9 @@ def _seed_site(ctx: Context, record: RolloutRecord, options: Options, site: str,
                hosts: dict[str, list[PlanEntry]]) -> None:
     assert ctx.blobs is not None
     store, journal = ctx.blobs, ctx.journal
-    images = {h: [store.image(e.target) for e in entries if e.target]
+    images = {h: [image_parts(store, e.target) for e in entries if e.target]
               for h, entries in hosts.items()}
+    every_image = [image for found in images.values() for image in found]
 
     def note(host: str, phase: str, detail: str) -> None:
         for entry in hosts[host]:
@@ -427,8 +429,8 @@ def _seed_site(ctx: Context, record: RolloutRecord, options: Options, site: str,
     try:
         needs = dict(zip(conns, parallel(lambda h: survey(conns[h], images[h]), list(conns)),
                          strict=True))
-        blobs = {d: store.ensure(ref, d) for need in needs.values()
-                 for d, ref in need.blobs.items()}
+        blobs = {d: store.ensure(ref, d, max_size=declared_size(every_image, d))
+                 for need in needs.values() for d, ref in need.blobs.items()}
         limit = ctx.limits.setdefault(site, RateLimit(None))
         sent, resumed = stage_for_peers(seed_conn, blobs, limit)
         for image in needs[seed_host].images:
@@ -680,8 +682,7 @@ def resume(ctx: Context, rollout_id: str) -> RolloutRecord:
         raise FleetError(f"rollout {rollout_id} is {status}: nothing to resume; "
                          f"'fleetctl rollback {rollout_id}' undoes it", exit_code=2)
     hosts = sorted({s.host for s in record.hosts if s.phase not in ("skipped", "noop")})
-    ctx.journal.lock(rollout_id, record.packages, hosts)
-    ctx.journal.claim(rollout_id)
+    ctx.journal.claim(rollout_id, record.packages, hosts)
     return run(ctx, ctx.journal.get(rollout_id))
 
 
@@ -694,8 +695,7 @@ def rollback_rollout(ctx: Context, rollout_id: str) -> RolloutRecord:
     options = Options(**record.options)
     ctx = with_playbook(with_delivery(ctx, options, Plan.from_json(record.plan)), options)
     hosts = list(dict.fromkeys(s.host for s in record.hosts))
-    ctx.journal.lock(rollout_id, record.packages, hosts, break_lock=True)
-    ctx.journal.claim(rollout_id)
+    ctx.journal.claim(rollout_id, record.packages, hosts, break_lock=True)
     parallel(lambda h: _undo_host(ctx, record, options, h), hosts)
     final = ctx.journal.get(rollout_id)
     left = [s.host for s in final.hosts if s.phase in ("committed", "activated", "staged",

@@ -1,7 +1,8 @@
 """Runs on devices (Python 3 standard library only), sent by fleetctl over SSH.
 
-``serve ROOT ADDRESS TOKEN``: serve the staged blobs in ROOT over HTTP on
-ADDRESS (the seed's LAN address), at ``/<TOKEN>/<hex>``, with byte ranges;
+``serve ROOT ADDRESS``: read a token from the first line of standard input
+(never from argv, which ``ps`` shows), serve the staged blobs in ROOT over HTTP
+on ADDRESS (the seed's LAN address), at ``/<TOKEN>/<hex>``, with byte ranges;
 prints ``port N`` and runs until its standard input closes (the controller's
 SSH session ends), so it never outlives the delivery.
 
@@ -11,29 +12,45 @@ rename it to ``<hex>``; prints ``fetched HEX BYTES`` per blob.
 """
 
 import hashlib
+import hmac
 import http.server
 import os
+import re
 import sys
 import threading
+import urllib.error
 import urllib.request
 
 CHUNK = 1 << 16
+BLOB = re.compile(r"[0-9a-f]{64}")
+RANGE = re.compile(r"bytes=([0-9]{1,19})-")
 
 
-def serve(root, address, token):
+def serve(root, address):
+    token = sys.stdin.readline().strip()
+    if len(token) < 32:
+        sys.exit("no token on standard input")
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             prefix, _, name = self.path.lstrip("/").partition("/")
             path = os.path.join(root, name)
-            if prefix != token or not name.isalnum() or not os.path.isfile(path):
+            if not hmac.compare_digest(prefix.encode(), token.encode()) \
+                    or not BLOB.fullmatch(name) or not os.path.isfile(path):
                 self.send_error(404)
                 return
             size = os.path.getsize(path)
-            start = 0
-            ranged = self.headers.get("Range", "")
-            if ranged.startswith("bytes=") and ranged[6:].rstrip("-").isdigit():
-                start = min(int(ranged[6:].rstrip("-")), size)
-            self.send_response(206 if start else 200)
+            ranged = RANGE.fullmatch(self.headers.get("Range", "").strip())
+            start = int(ranged.group(1)) if ranged else 0
+            if start >= size > 0 or (ranged and size == 0):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206 if ranged else 200)
+            if ranged:
+                self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
             self.send_header("Content-Length", str(size - start))
             self.end_headers()
             with open(path, "rb") as blob:
@@ -63,14 +80,19 @@ def fetch(url, root, wanted):
         have = min(have, int(offset or have))
         request = urllib.request.Request(f"{url}/{name}", headers={"Range": f"bytes={have}-"})
         got = 0
-        with urllib.request.urlopen(request, timeout=60) as answer, open(part, "ab") as out:
-            if answer.status == 200:    # the seed sent it all: start over
-                out.truncate(0)
-            else:
-                out.truncate(have)
-            while chunk := answer.read(CHUNK):
-                out.write(chunk)
-                got += len(chunk)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer, \
+                    open(part, "ab") as out:
+                if answer.status == 200:    # the seed sent it all: start over
+                    out.truncate(0)
+                else:
+                    out.truncate(have)
+                while chunk := answer.read(CHUNK):
+                    out.write(chunk)
+                    got += len(chunk)
+        except urllib.error.HTTPError as error:
+            if error.code != 416:       # 416: the staged part is already whole
+                raise
         digest = hashlib.sha256()
         with open(part, "rb") as blob:
             while chunk := blob.read(1 << 20):
@@ -85,6 +107,6 @@ def fetch(url, root, wanted):
 
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
-        serve(*sys.argv[2:5])
+        serve(*sys.argv[2:4])
     else:
         fetch(sys.argv[2], sys.argv[3], sys.argv[4:])

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetctl.facts import HostFacts
+from fleetctl.statedir import private_dir, private_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS facts (
@@ -61,9 +62,9 @@ class StateDB:
     """A connection to the state database; safe to share between threads."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.dir = state_dir
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path = state_dir / "state.db"
+        self.dir = private_dir(state_dir)
+        # SQLite gives its -wal and -shm files the database file's mode
+        self.path = private_file(state_dir / "state.db")
         self._lock = threading.RLock()  # a transaction may read through other methods
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                    timeout=30)

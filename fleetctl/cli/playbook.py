@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from fleetctl.cli.common import (
     HostKeyOpt,
@@ -21,6 +22,7 @@ from fleetctl.cli.common import (
 )
 from fleetctl.cli.plan import PackagesOpt, make_plan
 from fleetctl.cli.rollout import (
+    AllowDowngradeOpt,
     BreakLockOpt,
     DeliveryOpt,
     EventsOpt,
@@ -43,22 +45,28 @@ def plan_playbook(book, inventory, timeout, host_key_policy, state_dir, packages
                      True, 0.0, timeout, host_key_policy, state_dir, packages, 300.0, offline)
 
 
-def unpack_bundle(path: Path, trust: list[Path] | None, state_dir: Path | None):
-    """Verify a bundle (signature, every member) while unpacking it into the state
-    dir; returns (verified, its folder). Nothing is touched before this succeeds."""
-    from fleetctl.bundle import BundleError, verify
-    from fleetctl.cli.bundle import trusted_keys
-    from fleetctl.state import default_state_dir
+def unpack_bundle(path: Path, trust: list[Path] | None, state_dir: Path | None,
+                  allow_downgrade: bool):
+    """Verify a bundle (signature, every member, its channel's sequence and expiry)
+    while unpacking it into the state dir, and record it as accepted; returns
+    (verified, its folder, a note). Nothing is touched before this succeeds."""
+    from fleetctl.bundle import BundleError, accept, check_fresh, verify
+    from fleetctl.keys import trusted_keys
+    from fleetctl.state import StateDB, default_state_dir
+    from fleetctl.statedir import private_dir
 
-    state = state_dir or default_state_dir()
+    state = private_dir(state_dir or default_state_dir())
     try:
         with path.open("rb") as f:      # its manifest comes first: this names the bundle
             name = hashlib.sha256(f.read(1 << 20)).hexdigest()[:16]
     except OSError as exc:
         raise BundleError(f"{path}: {exc.strerror}") from None
-    folder = state / "bundles" / name
-    checked = verify(path, trusted_keys(trust, state_dir), (folder, state / "blobs"))
-    return checked, folder
+    folder = private_dir(state / "bundles") / name
+    checked = verify(path, trusted_keys(trust or [], state), (folder, state / "blobs"))
+    db = StateDB(state)
+    note = check_fresh(db, checked, allow_downgrade)
+    accept(db, checked)
+    return checked, folder, note
 
 
 @app.command()
@@ -78,6 +86,7 @@ def run(
     ignore_window: Annotated[bool, typer.Option("--ignore-window", help="Start even outside "
                                                 "the playbook's maintenance window.")] = False,
     delivery: DeliveryOpt = None, via_seed: ViaSeedOpt = False, stage_only: StageOnlyOpt = False,
+    allow_downgrade: AllowDowngradeOpt = False,
     inventory: InventoryOpt = None, break_lock: BreakLockOpt = False,
     report: ReportOpt = False, events: EventsOpt = None, timeout: TimeoutOpt = 5.0,
     host_key_policy: HostKeyOpt = None, state_dir: StateDirOpt = None,
@@ -97,10 +106,11 @@ def run(
         raise FleetError("give a PLAYBOOK or --bundle FILE (one of them)", exit_code=2)
     offline = unpacked = None
     if bundle is not None:
-        checked, unpacked = unpack_bundle(bundle, trust, state_dir)
-        how = (f"signed by trusted key {checked.signed_by}" if checked.trusted
-               else "no trusted keys set")
-        (err if report else out).print(f"{bundle}: verified, {how}", highlight=False)
+        checked, unpacked, note = unpack_bundle(bundle, trust, state_dir, allow_downgrade)
+        (err if report else out).print(escape(
+            f"{bundle}: verified, signed by trusted key {checked.signed_by}; channel "
+            f"{checked.manifest.channel} sequence {checked.manifest.sequence}"
+            + (f"; {note}" if note else "")), highlight=False)
         playbook, packages = unpacked / "playbook.yml", unpacked / "packages"
         offline = checked.platform_images(json.loads((unpacked / "plan.json").read_text()))
         delivery = "ssh"
@@ -125,4 +135,4 @@ def run(
         **delivery_fields(delivery, via_seed, stage_only))
     execute(the_plan, options, dry_run=check, yes=yes, report=report, events=events,
             inventory=inventory, state_dir=state_dir, host_key_policy=host_key_policy,
-            packages=packages)
+            packages=packages, allow_downgrade=allow_downgrade)

@@ -121,6 +121,12 @@ def _short(digest: str | None) -> str:
     return digest[7:19] if digest else ""
 
 
+AllowDowngradeOpt = Annotated[bool, typer.Option(
+    "--allow-downgrade", help="Deploy a plan that moves hosts to an older version; with "
+                              "--bundle, accept a bundle that is expired or older on its "
+                              "channel than one accepted before.")]
+
+
 @app.command()
 def deploy(
     request: Annotated[str, typer.Argument(help="PACKAGE[:VERSION]", metavar="PACKAGE[:VERSION]")],
@@ -150,6 +156,7 @@ def deploy(
                                                "revert hosts of earlier steps.")] = False,
     keep: Annotated[int, typer.Option("--keep", min=2, help="Releases kept per host.")] = 3,
     delivery: DeliveryOpt = None, via_seed: ViaSeedOpt = False, stage_only: StageOnlyOpt = False,
+    allow_downgrade: AllowDowngradeOpt = False,
     break_lock: BreakLockOpt = False, report: ReportOpt = False, events: EventsOpt = None,
     timeout: TimeoutOpt = 5.0, host_key_policy: HostKeyOpt = None,
     state_dir: StateDirOpt = None, packages: PackagesOpt = None,
@@ -185,18 +192,20 @@ def deploy(
                                 host_key_policy, state_dir, packages, 300.0)
     execute(the_plan, options, dry_run=dry_run, yes=yes, report=report, events=events,
             inventory=inventory, state_dir=state_dir, host_key_policy=host_key_policy,
-            packages=packages)
+            packages=packages, allow_downgrade=allow_downgrade)
 
 
 def execute(the_plan, options, *, dry_run: bool, yes: bool, report: bool, events, inventory,
-            state_dir, host_key_policy, packages) -> None:
+            state_dir, host_key_policy, packages, allow_downgrade: bool = False) -> None:
     """Show the plan, then (unless a dry run, and once confirmed) roll it out."""
     from fleetctl import rollout
     from fleetctl.journal import new_rollout_id
+    from fleetctl.plan import refuse_downgrades
 
     render_plan(the_plan, err if report else out)
     if dry_run:
         return
+    refuse_downgrades(the_plan, allow_downgrade)
     if not any(e.action not in ("noop", "blocked") for e in the_plan.entries):
         (err if report else out).print("nothing to do: every host is at its target or "
                                         "blocked")

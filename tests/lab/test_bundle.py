@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import ROOT, Lab, fleetctl
+from ..trustkit import strip_signature
 
 STACK = ROOT / "playbooks" / "ota-webui-stack.yml"
 
@@ -25,7 +26,7 @@ def work(lab: Lab, tmp_path_factory) -> Path:
     common = ["-i", lab.status["inventory"], "--state-dir", str(work / "state")]
     fleetctl("bundle", "create", str(STACK), "--out", str(work / "signed.bundle"),
              "--sign-key", str(work / "site.key"), *common)
-    fleetctl("bundle", "create", str(STACK), "--out", str(work / "unsigned.bundle"), *common)
+    strip_signature(work / "signed.bundle", work / "unsigned.bundle")
     fleetctl("bundle", "create", str(STACK), "--out", str(work / "next.bundle"),
              "--sign-key", str(work / "next-site.key"), *common)
     return work
@@ -93,11 +94,14 @@ def test_one_changed_byte_is_refused(work: Path, member: str, why: str) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_unsigned_bundle_is_refused_once_a_key_is_trusted(work: Path) -> None:
-    assert verify(work, "unsigned.bundle").returncode == 0       # nothing trusted yet
+def test_unsigned_or_unchecked_bundles_are_refused(work: Path) -> None:
+    nothing_trusted = verify(work, "signed.bundle", state="untrusting")
+    assert nothing_trusted.returncode == 2
+    assert "no trusted keys" in nothing_trusted.stderr
+    assert "fleetctl keys trust KEY.pub" in nothing_trusted.stderr
     refused = verify(work, "unsigned.bundle", "site")
     assert refused.returncode == 2
-    assert "unsigned, and trusted keys are configured" in refused.stderr
+    assert "unsigned; only bundles signed by a trusted key are used" in refused.stderr
 
 
 def test_key_rotation_with_trusted_keys_in_the_state_dir(work: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from ..conftest import ROOT, Lab, fleetctl
+from ..trustkit import strip_signature
 from .test_bundle import flip_byte
 
 HOSTS = ["jetson-b1", "jetson-b2", "jetson-b3"]     # factory-b without the R32 Nano
@@ -57,7 +58,7 @@ def bundles(lab: Lab, tmp_path_factory) -> Path:
     common = ["-i", lab.status["inventory"], "--state-dir", str(work / "planning")]
     fleetctl("bundle", "create", str(book), "--out", str(work / "signed.bundle"),
              "--sign-key", str(work / "site.key"), *common)
-    fleetctl("bundle", "create", str(book), "--out", str(work / "unsigned.bundle"), *common)
+    strip_signature(work / "signed.bundle", work / "unsigned.bundle")
     return work
 
 
@@ -98,8 +99,10 @@ def test_bundle_deploys_over_ssh_with_the_registry_unreachable(lab: Lab, bundles
 
     tampered = run(lab, state, "--bundle", str(tmp_path / "tampered.bundle"), *trust)
     unsigned = run(lab, state, "--bundle", str(bundles / "unsigned.bundle"), *trust)
+    untrusted = run(lab, state, "--bundle", str(bundles / "signed.bundle"))
     for refused, why in ((tampered, "plan.json does not match its sha256"),
-                         (unsigned, "unsigned, and trusted keys are configured")):
+                         (unsigned, "unsigned; only bundles signed by a trusted key"),
+                         (untrusted, "no trusted keys, so its signature cannot be checked")):
         assert refused.returncode == 2 and why in refused.stderr
         assert "Traceback" not in refused.stderr and "probe:" not in refused.stderr
     assert not (state / "state.db").exists() or fleetctl(
@@ -128,7 +131,8 @@ def test_via_seed_sends_each_blob_once_over_the_slow_links(lab: Lab, bundles: Pa
         fleetctl("lab", "fault", host, "slow-link", "--delay-ms", "20")
     manifest = json.loads(subprocess.run(
         [sys.executable, "-m", "fleetctl", "bundle", "verify", str(bundles / "signed.bundle"),
-         "--json", "--state-dir", str(tmp_path / "v")], capture_output=True, text=True,
+         "--json", "--state-dir", str(tmp_path / "v"), "--trust", str(bundles / "site.pub")],
+        capture_output=True, text=True,
         cwd=ROOT).stdout)
     layer = max(image["size"] for image in manifest["images"].values())  # config + layer
     result = run(lab, tmp_path / "state", "--bundle", str(bundles / "signed.bundle"),

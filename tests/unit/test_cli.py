@@ -99,7 +99,10 @@ def test_bad_playbook_is_one_line_naming_file_and_line(tmp_path: Path) -> None:
 def test_a_bundle_that_is_not_one(tmp_path: Path) -> None:
     junk = tmp_path / "ota.bundle"
     junk.write_bytes(b"not a tar file at all" * 100)
-    result = run("bundle", "verify", str(junk), "--state-dir", str(tmp_path))
+    assert run("keys", "generate", "site", "--dir", str(tmp_path)).returncode == 0
+    assert run("keys", "trust", str(tmp_path / "site.pub"), "--state-dir",
+               str(tmp_path / "state")).returncode == 0
+    result = run("bundle", "verify", str(junk), "--state-dir", str(tmp_path / "state"))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert f"{junk}: not a readable bundle" in result.stderr
 

@@ -2,12 +2,16 @@
 digest tags, the docker-save manifest, the delivery mode, the per-site rate limit,
 and a bundle's images for offline planning."""
 
+import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
 from fleetctl.bundle import Verified
+from fleetctl.bundle_manifest import BundleImage, BundleManifest
 from fleetctl.delivery import ImageParts, RateLimit, chain_ids, delivery_mode, local_tag
+from fleetctl.digest import Digest
 from fleetctl.errors import FleetError
 from fleetctl.facts import digest_from_tag
 
@@ -39,9 +43,9 @@ def test_local_tag_names_the_digest_and_facts_read_it_back() -> None:
 
 
 def test_save_manifest_loads_gzipped_layers_under_the_local_tag() -> None:
-    parts = ImageParts(REF, "sha256:" + "c" * 64,
-                       (("sha256:" + "a" * 64, 10), ("sha256:" + "b" * 64, 20)),
-                       tuple(DIFF_IDS))
+    parts = ImageParts(REF, Digest("sha256:" + "c" * 64),
+                       ((Digest("sha256:" + "a" * 64), 10), (Digest("sha256:" + "b" * 64), 20)),
+                       tuple(map(Digest, DIFF_IDS)))
     [entry] = json.loads(parts.save_manifest())
     assert entry == {"Config": f"blobs/sha256/{'c' * 64}", "RepoTags": [local_tag(REF)],
                      "Layers": [f"blobs/sha256/{'a' * 64}", f"blobs/sha256/{'b' * 64}"]}
@@ -81,8 +85,11 @@ def test_rate_limit_holds_the_site_rate_across_senders() -> None:
 
 
 def test_a_bundles_images_are_what_offline_planning_may_choose() -> None:
-    digest = REF.rpartition("@")[2]
-    verified = Verified(None, {"images": {REF: {}}}, None, False)  # type: ignore[arg-type]
+    digest = Digest(REF.rpartition("@")[2])
+    now = dt.datetime.now(dt.timezone.utc)
+    image = BundleImage(REF, digest, Digest("sha256:" + "c" * 64), (), 0)
+    verified = Verified(Path("x.bundle"), BundleManifest("x", "default", 1, now, now,
+                                                         {REF: image}, {}), "key")
     plan = {"registry": {
         "127.0.0.1:5000/dustynv/ollama:0.7.0-r36.4.0-cu126-22.04#amd64":
             {"digest": digest, "size": 1034051},

@@ -17,7 +17,7 @@ def rollout(tmp_path: Path) -> Journal:
     journal = Journal(StateDB(tmp_path))
     journal.create("r1", "deploy", "ollama:0.7.0", ["ollama"], [["jetson-a1"], ["jetson-a2"]],
                    {}, {}, [HostState("jetson-a1", "ollama", 0, "pending"),
-                            HostState("jetson-a2", "ollama", 1, "pending")])
+                            HostState("jetson-a2", "ollama", 1, "pending")], [])
     return journal
 
 
