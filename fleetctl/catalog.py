@@ -21,7 +21,12 @@ from fleetctl.sizes import parse_size
 from fleetctl.yamlfile import Located, LocatedList, load_yaml
 
 KEYS = {"name", "description", "group", "image", "versions", "aliases", "requires",
-        "depends", "env", "ports", "volumes", "health", "resources", "compose"}
+        "depends", "env", "secrets", "ports", "volumes", "health", "resources", "compose",
+        "privileges", "host_paths"}
+#: service settings that give a container power over its host: refused in a rendered
+#: compose file unless the package lists them under ``privileges``
+PRIVILEGES = ("privileged", "pid", "ipc", "cap_add", "devices", "security_opt",
+              "userns_mode", "cgroup_parent", "volumes_from")
 HEALTH_KEYS = {"http", "command", "interval", "timeout", "retries", "start_period"}
 RESOURCE_KEYS = {"min_memory", "min_free_disk"}
 ARCHES = {"arm64", "aarch64", "amd64", "x86_64", "tegra-aarch64", "arm64-sbsa", "sbsa"}
@@ -55,12 +60,15 @@ class Package:
     requires: tuple[str, ...] = ()
     depends: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()       # env names whose values never reach logs
     ports: tuple[int, ...] = ()
     volumes: tuple[str, ...] = ()
     health: Health = Health()
     min_memory_mb: int = 0
     min_free_disk_mb: int = 0
     compose: str = "compose.yml.j2"
+    privileges: tuple[str, ...] = ()    # of PRIVILEGES, allowed in its compose file
+    host_paths: tuple[str, ...] = ()    # host folders or files it may bind-mount
 
     @property
     def compose_path(self) -> Path:
@@ -77,7 +85,9 @@ class Package:
             "name": self.name, "description": self.description, "group": self.group,
             "image": self.image, "versions": list(self.versions), "default": self.default,
             "aliases": list(self.aliases), "requires": list(self.requires),
-            "depends": list(self.depends), "env": self.env, "ports": list(self.ports),
+            "depends": list(self.depends), "env": self.env, "secrets": list(self.secrets),
+            "privileges": list(self.privileges), "host_paths": list(self.host_paths),
+            "ports": list(self.ports),
             "volumes": list(self.volumes), "health": self.health.__dict__,
             "resources": {"min_memory_mb": self.min_memory_mb,
                           "min_free_disk_mb": self.min_free_disk_mb},
@@ -248,14 +258,27 @@ def load_package(path: Path, text: str | None = None) -> Package:
                                               for p in ports):
         raise fail("ports", "ports must be a list of port numbers, e.g. [11434]")
     compose = text_of("compose", "compose.yml.j2")
+    folder = path.parent.resolve()
+    if not (folder / compose).resolve().is_relative_to(folder):
+        raise fail("compose", f"compose {compose!r} is outside the package folder; keep "
+                              f"the template in {path.parent}")
     if not (path.parent / compose).is_file():
         raise fail("compose", f"compose template {path.parent / compose} does not exist")
+    privileges = strings("privileges")
+    unknown_privilege = sorted(set(privileges) - set(PRIVILEGES))
+    if unknown_privilege:
+        raise fail("privileges", f"privileges {unknown_privilege[0]!r}: one of "
+                                 f"{', '.join(PRIVILEGES)}")
+    host_paths = strings("host_paths")
+    if any(not p.startswith("/") or ".." in p.split("/") for p in host_paths):
+        raise fail("host_paths", "host_paths are absolute paths without '..'")
     min_memory, min_disk = _resources(doc, path)
     return Package(
         name=name, path=path.parent, image=text_of("image"), versions=versions,
         default=default, description=text_of("description"), group=text_of("group"),
         aliases=strings("aliases"), requires=requires, depends=strings("depends"),
-        env={k: str(v) for k, v in env.items()}, ports=tuple(ports),
+        env={k: str(v) for k, v in env.items()}, secrets=strings("secrets"),
+        ports=tuple(ports), privileges=privileges, host_paths=host_paths,
         volumes=strings("volumes"), health=_health(doc, path), min_memory_mb=min_memory,
         min_free_disk_mb=min_disk, compose=compose)
 

@@ -2,12 +2,21 @@
 
 Templates are Jinja2 in a sandbox with StrictUndefined: a template can read the
 values it is given and nothing else, and a missing one is an error naming it.
-fleetctl then stamps every service with the labels the probe reads back
-(package, version, release), so a host always says what it runs.
+Every ``{{ ... }}`` renders as a YAML scalar by construction (a JSON string,
+number, boolean or null), so a value from an inventory or a playbook can never
+add keys to the file, whatever quotes or newlines it holds. The rendered file is
+then parsed (duplicate keys refused) and checked: settings that give a container
+power over its host (``privileged``, ``pid``, ``cap_add``, ``devices``...) and
+bind mounts of host paths are refused unless the package declares them
+(``privileges``, ``host_paths``; its data folder is always allowed). fleetctl
+then stamps every service with the labels the probe reads back (package,
+version, release), so a host always says what it runs.
 """
 
 from __future__ import annotations
 
+import json
+import posixpath
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,16 +24,30 @@ import jinja2
 import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
-from fleetctl.catalog import Package
+from fleetctl.catalog import PRIVILEGES, Package
 from fleetctl.errors import InputError
+from fleetctl.yamlfile import load_yaml
 
 LABEL_PACKAGE = "io.fleetctl.package"
 LABEL_VERSION = "io.fleetctl.version"
 LABEL_RELEASE = "io.fleetctl.release"
 RELEASES_ROOT = "/opt/fleetctl"
 
+
+def yaml_scalar(value: Any) -> str:
+    """A value as one YAML flow scalar: JSON (a subset of YAML), all on one line."""
+    if isinstance(value, jinja2.Undefined):
+        value = str(value)      # StrictUndefined raises here, naming the missing value
+    try:
+        return json.dumps(value, ensure_ascii=True)
+    except TypeError:
+        return json.dumps(str(value), ensure_ascii=True)
+
+
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                            autoescape=False)
+                            autoescape=False, finalize=yaml_scalar)
+#: package strings (a health URL) are not YAML: their values render as they are
+_TEXT_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
 @dataclass(frozen=True)
@@ -76,15 +99,20 @@ def render_compose(ctx: RenderContext) -> str:
     except jinja2.TemplateError as exc:
         raise InputError(f"{path}: template error: {exc}") from None
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: renders to invalid YAML for {ctx.host}: {exc}") from None
+        doc = load_yaml(path, text)
+    except InputError as exc:
+        raise InputError(f"{exc} (as rendered for {ctx.host}; values render as quoted "
+                         f"YAML scalars: write {{{{ x }}}}, not \"{{{{ x }}}}\", and join "
+                         f"text with ~)") from None
     services = doc.get("services") if isinstance(doc, dict) else None
-    if not isinstance(services, dict) or not services:
-        raise InputError(f"{path}: the rendered file has no 'services'")
-    if not any(isinstance(s, dict) and s.get("image") == ctx.image for s in services.values()):
+    if not isinstance(services, dict) or not services or \
+            not all(isinstance(s, dict) for s in services.values()):
+        raise InputError(f"{path}: the rendered file has no 'services' mapping")
+    if not any(s.get("image") == ctx.image for s in services.values()):
         raise InputError(f"{path}: no service uses the planned image; write "
                          f"'image: {{{{ image }}}}'")
+    for name, service in services.items():
+        _check_service(ctx, name, service)
     for service in services.values():
         labels = service.setdefault("labels", {})
         if isinstance(labels, list):
@@ -92,12 +120,59 @@ def render_compose(ctx: RenderContext) -> str:
         labels.update({LABEL_PACKAGE: ctx.package.name, LABEL_VERSION: ctx.version,
                        LABEL_RELEASE: ctx.release})
     header = f"# {ctx.package.name} {ctx.version} release {ctx.release} for {ctx.host}\n"
-    return header + yaml.safe_dump(doc, sort_keys=False)
+    return header + yaml.safe_dump(_plain(doc), sort_keys=False)
+
+
+def _plain(value: Any) -> Any:
+    """The loader's line-aware containers as plain dicts and lists, for dumping."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _check_service(ctx: RenderContext, name: str, service: dict[str, Any]) -> None:
+    """Refuse host powers and host mounts the package does not declare."""
+    package = ctx.package
+    where = f"{package.compose_path}: service {name!r} (as rendered for {ctx.host})"
+    for key in service:
+        if key in PRIVILEGES and key not in package.privileges:
+            raise InputError(f"{where}: {key!r} is not among the package's privileges; add "
+                             f"it to 'privileges' in {package.path / 'package.yml'} if the "
+                             f"package needs it")
+    allowed = [f"{RELEASES_ROOT}/{package.name}/data", *package.host_paths]
+    for source in _bind_sources(service.get("volumes") or []):
+        path = posixpath.normpath(source)
+        if source.startswith((".", "~")) or not any(
+                path == a or path.startswith(a.rstrip("/") + "/") for a in allowed):
+            raise InputError(f"{where}: mounts host path {source!r}, which the package does "
+                             f"not declare; list it under 'host_paths' in "
+                             f"{package.path / 'package.yml'}")
+
+
+def _bind_sources(volumes: Any) -> list[str]:
+    """Host paths of a service's bind mounts (short and long syntax); named volumes are
+    not host paths."""
+    if not isinstance(volumes, list):
+        raise InputError(f"volumes: expected a list, got {type(volumes).__name__}")
+    sources = []
+    for volume in volumes:
+        if isinstance(volume, str):
+            source = volume.split(":", 1)[0] if ":" in volume else ""
+        elif isinstance(volume, dict):
+            source = str(volume.get("source", "")) if volume.get("type", "volume") == "bind" \
+                else ""
+        else:
+            raise InputError(f"volumes: {volume!r} is not a volume")
+        if source.startswith(("/", ".", "~")):
+            sources.append(source)
+    return sources
 
 
 def render_text(ctx: RenderContext, text: str) -> str:
     """A package string with template values in it (e.g. the health URL)."""
     try:
-        return _ENV.from_string(text).render(ctx.as_dict())
+        return _TEXT_ENV.from_string(text).render(ctx.as_dict())
     except jinja2.TemplateError as exc:
         raise InputError(f"{ctx.package.path / 'package.yml'}: {text!r}: {exc}") from None

@@ -7,12 +7,18 @@ each knowing the line of every key or item, so validation errors can say
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from fleetctl.errors import InputError
+
+#: the largest YAML file fleetctl reads (inventories, playbooks, packages, lab specs)
+MAX_TEXT = 8 * 2**20
+#: values in a document once aliases are expanded
+MAX_NODES = 200_000
 
 
 class Located(dict):
@@ -48,6 +54,10 @@ def _mapping(loader: _Loader, node: yaml.MappingNode) -> Located:
     result.key_lines = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a plain value, not a list or mapping",
+                key_node.start_mark)
         if key in result:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -68,16 +78,45 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
 
 
+def _expanded_size(node: yaml.Node, seen: dict[int, int]) -> int:
+    """Nodes in the document once every alias is expanded (counted without expanding)."""
+    if id(node) in seen:
+        return seen[id(node)]
+    seen[id(node)] = 1          # a node that refers to itself counts once
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, seen) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, seen) + _expanded_size(v, seen) for k, v in node.value)
+    seen[id(node)] = size
+    return size
+
+
 def load_yaml(path: Path, text: str | None = None) -> Any:
     """Load one YAML document from ``path`` (or ``text`` read from it) with line information.
 
-    Raises :class:`InputError` naming the file and line for unreadable files
-    and YAML syntax errors.
+    Raises :class:`InputError` naming the file and line for unreadable files, YAML
+    syntax errors, keys that are not plain values, and documents that are too big
+    (over :data:`MAX_TEXT` characters, or :data:`MAX_NODES` values once aliases are
+    expanded: an alias bomb is refused before it is built).
     """
     if text is None:
         text = read_text(path)
+    if len(text) > MAX_TEXT:
+        raise InputError(f"{path}: {len(text):,} characters, more than the {MAX_TEXT:,} "
+                         f"fleetctl reads; is this the right file?")
+    loader = _Loader(text)
     try:
-        return yaml.load(text, Loader=_Loader)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_NODES:
+            raise InputError(f"{path}:{node.start_mark.line + 1}: more than {MAX_NODES:,} "
+                             f"values once its aliases are expanded (an alias bomb?); "
+                             f"write it out plainly")
+        return loader.construct_document(node)
+    except RecursionError:
+        raise InputError(f"{path}: nested too deeply to read") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
@@ -85,14 +124,26 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
         raise InputError(f"{path}{line}: YAML error: {problem}; fix the syntax there") from None
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: YAML error: {exc}") from None
+    finally:
+        loader.dispose()
 
 
 def read_text(path: Path) -> str:
-    """The file's text; InputError naming the file when it cannot be read."""
+    """The file's text; InputError naming the file when it cannot be read, is too big
+    or is not UTF-8."""
     try:
-        return path.read_text()
+        with path.open("rb") as f:
+            data = f.read(MAX_TEXT + 1)
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_TEXT:
+        raise InputError(f"{path}: larger than {MAX_TEXT:,} bytes; is this the right file?")
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: not UTF-8 text (byte {exc.start}); save it as "
+                         f"UTF-8") from None
 
 
 def line_of(container: Any, key: Any) -> int:

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from fleetctl.cli.common import (
     HostKeyOpt,
@@ -66,8 +65,8 @@ def keys_trust(
     from fleetctl.state import default_state_dir
 
     key_id, folder = trust_key(public, state_dir or default_state_dir())
-    out.print(f"trusted key {key_id} ({escape(str(public))}); "
-              f"{len(list(folder.glob('*.pub')))} trusted in {escape(str(folder))}")
+    out.print(f"trusted key {key_id} ({public}); "
+              f"{len(list(folder.glob('*.pub')))} trusted in {folder}")
 
 
 @bundle_app.command("create")
@@ -130,7 +129,7 @@ def bundle_create(
             seconds=lifetime))
     manifest = bundle.create(output, contents, fetch, key)
     blobs = [m for m in manifest.members if m.startswith("blobs/")]
-    out.print(f"wrote {escape(str(output))}: {len(manifest.images)} images, {len(blobs)} "
+    out.print(f"wrote {output}: {len(manifest.images)} images, {len(blobs)} "
               f"blobs, {manifest.total_size / 2**20:.1f} MiB; channel {manifest.channel} "
               f"sequence {manifest.sequence}, expires {manifest.expires:%Y-%m-%d}; signed by "
               f"key {key_id(key.public_key())}", highlight=False)
@@ -166,7 +165,7 @@ def bundle_verify(
                                                    for r, i in checked.images.items()}},
                          indent=2))
         return
-    out.print(escape(f"{path}: ok, {manifest.name!r}, channel {manifest.channel} sequence "
+    out.print((f"{path}: ok, {manifest.name!r}, channel {manifest.channel} sequence "
                      f"{manifest.sequence}, {len(checked.images)} images, every member "
                      f"matches its sha256; signed by trusted key {checked.signed_by}"
                      + (f"; {note}" if note else "")), highlight=False)

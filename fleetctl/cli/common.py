@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from fleetctl import __version__
 
@@ -38,10 +39,17 @@ StateDirOpt = Annotated[Path | None, typer.Option(
     "--state-dir", help="State directory \\[default: $FLEETCTL_STATE_DIR, else "
     "~/.local/state/fleetctl].")]
 
-out = Console()
+# markup=False: every string printed is text, never rich markup (host names, errors and
+# package values come from outside; a host called "[/]" must print as itself)
+out = Console(markup=False)
 if not out.is_terminal:  # tables piped to a file or a pager: do not fold them at 80 columns
-    out = Console(width=max(out.width, 160))
-err = Console(stderr=True)
+    out = Console(width=max(out.width, 160), markup=False)
+err = Console(stderr=True, markup=False)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """Text from plain strings and (text, style) pairs: styles without markup."""
+    return Text.assemble(*parts)
 
 
 def _version(value: bool) -> None:

@@ -23,6 +23,7 @@ from fleetctl.cli.common import (
     app,
     err,
     out,
+    styled,
 )
 from fleetctl.errors import FleetError
 
@@ -154,7 +155,8 @@ def _render_audit(rows: list[dict], total: dict, found: list) -> None:
         for _, key in columns:
             value = r.get(key)
             if key == "status" and r["status"] != "ok":
-                value = f"[red]{r['reason']}[/]"
+                cells.append(styled((r["reason"], "red")))
+                continue
             elif key == "module" and value is None and r["status"] == "ok":
                 value = r.get("platform")
             cells.append(", ".join(value) if isinstance(value, list) else
@@ -165,10 +167,11 @@ def _render_audit(rows: list[dict], total: dict, found: list) -> None:
     modules = ", ".join(f"{k}: {v}" for k, v in total["module"].items())
     out.print(f"JetPack  {jetpacks or '-'}\nmodules  {modules or '-'}", highlight=False)
     if total["unreachable"]:
-        out.print(f"[red]unreachable {len(total['unreachable'])}:[/] "
-                  + "; ".join(f"{h} ({why})" for h, why in total["unreachable"].items()))
+        out.print(styled((f"unreachable {len(total['unreachable'])}:", "red"), " " + "; ".join(
+            f"{h} ({why})" for h, why in total["unreachable"].items())))
     for f in found:
-        out.print(f"[yellow]finding[/] {f.host}: {f.rule}: {f.message}", highlight=False)
+        out.print(styled(("finding", "yellow"), f" {f.host}: {f.rule}: {f.message}"),
+                  highlight=False)
 
 
 @app.command()

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fleetctl.cli.common import app, err, out
+from fleetctl.cli.common import app, err, out, styled
 
 lab_app = typer.Typer(
     help="The simulated Jetson lab: namespaced hosts with real sshd and dockerd, a registry.\n\n"
@@ -28,7 +28,7 @@ def _lab_paths():
 
 
 def _progress(message: str) -> None:
-    err.print(f"[dim]lab:[/] {message}", highlight=False)
+    err.print(styled(("lab:", "dim"), f" {message}"), highlight=False)
 
 
 @lab_app.command("up")

@@ -22,6 +22,7 @@ from fleetctl.cli.common import (
     WhereOpt,
     app,
     out,
+    styled,
 )
 from fleetctl.errors import FleetError
 
@@ -79,7 +80,7 @@ def packages_show(name: Annotated[str, typer.Argument(help="Package name or alia
     for key, value in data.items():
         if isinstance(value, (list, dict)):
             value = json.dumps(value) if value else "-"
-        out.print(f"[bold]{key:12}[/] {value}", highlight=False)
+        out.print(styled((f"{key:12}", "bold"), f" {value}"), highlight=False)
 
 
 def make_plan(requests: list[str], inventory, group, limit, where, refresh, max_age,
@@ -151,7 +152,7 @@ def render_plan(plan, console=out) -> None:
     for e in plan.entries:
         current = f"{e.current_version or '?'} {_short(e.current_digest)}" if e.current else "-"
         target = f"{e.tag} {_short(e.digest)}" if e.digest else "-"
-        table.add_row(e.host, e.package, f"[{colours[e.action]}]{e.action}[/]", current,
+        table.add_row(e.host, e.package, styled((e.action, colours[e.action])), current,
                       target, _mib(e.pull_bytes), e.reason)
     console.print(table)
     counts = Counter(e.action for e in plan.entries)
@@ -164,7 +165,7 @@ def render_plan(plan, console=out) -> None:
         console.print(f"site {site.site}: {site.hosts} hosts pull {_mib(site.bytes)} over its "
                       f"uplink{at}", highlight=False)
     for host, why in plan.unreachable.items():
-        console.print(f"[red]unreachable[/] {host}: {why}", highlight=False)
+        console.print(styled(("unreachable", "red"), f" {host}: {why}"), highlight=False)
 
 
 def _duration(seconds: float) -> str:

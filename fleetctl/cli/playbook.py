@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from fleetctl.cli.common import (
     HostKeyOpt,
@@ -107,7 +106,7 @@ def run(
     offline = unpacked = None
     if bundle is not None:
         checked, unpacked, note = unpack_bundle(bundle, trust, state_dir, allow_downgrade)
-        (err if report else out).print(escape(
+        (err if report else out).print((
             f"{bundle}: verified, signed by trusted key {checked.signed_by}; channel "
             f"{checked.manifest.channel} sequence {checked.manifest.sequence}"
             + (f"; {note}" if note else "")), highlight=False)

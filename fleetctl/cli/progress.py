@@ -32,9 +32,9 @@ class PlainProgress:
     def __call__(self, event: dict) -> None:
         who = f"{event['host']} {event['package']}: " if event["host"] else "rollout "
         detail = f" ({event['detail']})" if event["detail"] else ""
-        colour = COLOURS.get(event["phase"])
-        phase = f"[{colour}]{event['phase']}[/]" if colour else event["phase"]
-        self.console.print(f"{event['rollout']} {who}{phase}{detail}", highlight=False)
+        phase = (event["phase"], COLOURS.get(event["phase"], ""))
+        self.console.print(Text.assemble(f"{event['rollout']} {who}", phase, detail),
+                           highlight=False)
 
 
 class LiveTable:
@@ -73,16 +73,17 @@ class LiveTable:
     def _render(self) -> Group:
         if self.rollout is None:
             return Group()
-        table = Table(title=f"rollout {self.rollout.id} ({self.rollout.kind} "
-                            f"{self.rollout.request})", title_justify="left")
+        table = Table(title=Text(f"rollout {self.rollout.id} ({self.rollout.kind} "
+                                 f"{self.rollout.request})"), title_justify="left")
         for column in ("step", "host", "package", "phase", "for", "gate / note"):
             table.add_column(column, overflow="ellipsis", no_wrap=column != "gate / note")
         now = time.time()
         for (host, package), (step, phase, detail, since) in sorted(
                 self.rows.items(), key=lambda item: (item[1][0], item[0])):
-            table.add_row(str(step + 1) if step >= 0 else "-", host, package,
+            table.add_row(str(step + 1) if step >= 0 else "-", Text(host), Text(package),
                           Text(phase, style=COLOURS.get(phase, "bold")),
-                          "" if phase in FINAL_HOST_PHASES else f"{now - since:.0f}s", detail)
+                          "" if phase in FINAL_HOST_PHASES else f"{now - since:.0f}s",
+                          Text(detail))
         return Group(table, Text(self.status, style="dim"))
 
     def close(self) -> None:

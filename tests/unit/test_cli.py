@@ -112,3 +112,11 @@ def test_keys_generate_refuses_to_overwrite(tmp_path: Path) -> None:
     assert (tmp_path / "site.key").stat().st_mode & 0o777 == 0o600
     again = run("keys", "generate", "site", "--dir", str(tmp_path))
     assert again.returncode == 2 and f"{tmp_path}/site.key exists" in again.stderr
+
+
+def test_host_names_that_look_like_markup_print_as_they_are(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text('all:\n  hosts:\n    "[/]": {}\n    "[bold]b1": {}\n')
+    result = run("inventory", "list", "-i", str(inventory))
+    assert result.returncode == 0, result.stderr
+    assert "[/]" in result.stdout and "[bold]b1" in result.stdout

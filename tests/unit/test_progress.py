@@ -50,3 +50,18 @@ def test_a_pipe_gets_one_plain_line_per_transition(tmp_path: Path) -> None:
         f"r1 jetson-a1 ollama: committed ({GATE})",
         "r1 jetson-a2 ollama: failed (preflight: disk: 90 MB free)",
     ]
+
+
+def test_outside_text_is_never_read_as_markup(tmp_path: Path) -> None:
+    """A host, package or error text that looks like rich markup prints as itself, on a
+    terminal and in a pipe, even through a console that reads markup."""
+    journal = Journal(StateDB(tmp_path))
+    journal.create("r2", "deploy", "[bold]x", ["[/]"], [["[/]"]], {}, {},
+                   [HostState("[/]", "[/]", 0, "pending")], [])
+    for terminal in (True, False):
+        screen = io.StringIO()
+        with watching(journal, Console(file=screen, force_terminal=terminal, width=200)):
+            journal.set_host("r2", "[/]", "[/]", "failed", error="[red]boom[/red] [/]")
+        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+        assert "[red]boom[/red] [/]" in text and "│ [/]" in text if terminal else \
+            "r2 [/] [/]: failed ([red]boom[/red] [/])" in text
