@@ -17,6 +17,7 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from fleetctl.errors import InputError
+from fleetctl.secrets import register
 from fleetctl.sizes import parse_size
 from fleetctl.yamlfile import Located, LocatedList, load_yaml
 
@@ -69,6 +70,9 @@ class Package:
     compose: str = "compose.yml.j2"
     privileges: tuple[str, ...] = ()    # of PRIVILEGES, allowed in its compose file
     host_paths: tuple[str, ...] = ()    # host folders or files it may bind-mount
+
+    def __post_init__(self) -> None:
+        register(self.env[name] for name in self.secrets if name in self.env)
 
     @property
     def compose_path(self) -> Path:

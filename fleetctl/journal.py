@@ -23,6 +23,7 @@ from typing import Any
 
 from fleetctl.digest import optional_digest
 from fleetctl.errors import FleetError
+from fleetctl.secrets import redact
 from fleetctl.state import StateDB
 
 SCHEMA = """
@@ -220,6 +221,9 @@ class Journal:
     def set_host(self, rollout_id: str, host: str, package: str, phase: str,
                  detail: str = "", **values: Any) -> None:
         """Record a host's new phase (and digests, releases or error) as one transaction."""
+        if "error" in values:
+            values["error"] = redact(values["error"])
+        detail = redact(detail) or ""
         columns = {"phase": phase, "updated_at": time.time(), **values}
         assignments = ", ".join(f"{k} = ?" for k in columns)
         with self.db.transaction() as tx:
@@ -234,6 +238,7 @@ class Journal:
     def set_status(self, rollout_id: str, status: str, message: str | None = None,
                    current_step: int | None = None) -> None:
         """Record the rollout's status (and the step it is at)."""
+        message = redact(message)
         with self.db.transaction() as tx:
             tx.execute("UPDATE rollouts SET status = ?, message = COALESCE(?, message), "
                        "current_step = COALESCE(?, current_step), updated_at = ? WHERE id = ?",
@@ -243,6 +248,7 @@ class Journal:
     def note(self, rollout_id: str, host: str | None, package: str | None, phase: str,
              detail: str) -> None:
         """Record an event that changes no state (created, a warning...)."""
+        detail = redact(detail) or ""
         self.db.execute("INSERT INTO rollout_events VALUES (?,?,?,?,?,?)",
                         (rollout_id, time.time(), host, package, phase, detail))
         self._notify(rollout_id, host, package, phase, detail)

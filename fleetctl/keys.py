@@ -86,6 +86,6 @@ def trusted_keys(extra: Iterable[Path], state_dir: Path) -> dict[str, Ed25519Pub
 def trust_key(public: Path, state_dir: Path) -> tuple[str, Path]:
     """Add a public key to the state dir's trusted keys; returns its id and folder."""
     [key_id_] = load_public_keys([public])
-    folder = private_dir(state_dir / "trusted-keys")
+    folder = private_dir(private_dir(state_dir) / "trusted-keys")
     (folder / f"{key_id_}.pub").write_bytes(public.read_bytes())
     return key_id_, folder

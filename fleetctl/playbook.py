@@ -23,7 +23,7 @@ from fleetctl.yamlfile import Located, LocatedList, load_yaml
 
 KEYS = {"name", "description", "targets", "packages", "strategy", "health", "window"}
 TARGET_KEYS = {"group", "pattern", "where"}
-PACKAGE_KEYS = {"name", "version", "env", "vars"}
+PACKAGE_KEYS = {"name", "version", "env", "secrets", "vars"}
 STRATEGY_KEYS = {"steps", "canary", "pause", "max_failures", "failure_scope", "unreachable",
                  "rollback_all", "gate_timeout", "keep"}
 WINDOW_KEYS = {"days", "start", "duration", "timezone"}
@@ -93,6 +93,7 @@ class PackageSpec:
     version: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     vars: dict[str, Any] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()       # env names whose values never reach logs
 
     @property
     def request(self) -> str:
@@ -138,10 +139,10 @@ class Playbook:
             packages[name] = replace(packages[name], health=health_over(
                 packages[name].health, raw, self.path, f"health.{name}"))
         for spec in self.packages:
-            if spec.env:
-                base = catalog.get(spec.name)
-                packages[base.name] = replace(packages[base.name],
-                                              env={**packages[base.name].env, **spec.env})
+            if spec.env or spec.secrets:
+                base = packages[catalog.get(spec.name).name]
+                packages[base.name] = replace(base, env={**base.env, **spec.env},
+                                              secrets=(*base.secrets, *spec.secrets))
         return (Catalog(list(packages.values()), catalog.root),
                 {catalog.get(p.name).name: p.vars for p in self.packages if p.vars})
 
@@ -239,9 +240,13 @@ def _packages(doc: Located, path: Path) -> tuple[PackageSpec, ...]:
             if not isinstance(item.get(key, {}), dict):
                 raise InputError(f"{path}:{item.line_of(key)}: {key} is a mapping of "
                                  f"NAME: value")
+        secrets = item.get("secrets", [])
+        if not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets):
+            raise InputError(f"{path}:{item.line_of('secrets')}: secrets is a list of env "
+                             f"names, e.g. [WEBUI_SECRET_KEY]")
         specs.append(PackageSpec(str(item["name"]), _text(item.get("version")),
                                  {str(k): str(v) for k, v in item.get("env", {}).items()},
-                                 dict(item.get("vars", {}))))
+                                 dict(item.get("vars", {})), tuple(secrets)))
     names = [s.name for s in specs]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:

@@ -43,6 +43,7 @@ from fleetctl.journal import FINAL_HOST_PHASES, HostState, Journal, RolloutRecor
 from fleetctl.plan import Plan, PlanEntry, current_container, preflight
 from fleetctl.playbook import reload as reload_playbook
 from fleetctl.playbook import window_closed
+from fleetctl.secrets import redact
 from fleetctl.ssh import Connection, HostKeyPolicy, SSHFailure, connect
 from fleetctl.state import StateDB
 from fleetctl.strategy import FailurePolicy, batches, order_canaries_first
@@ -597,7 +598,7 @@ def write_audit(ctx: Context, conn: Connection, record: RolloutRecord, state: Ho
     that cannot be written, e.g. on a full disk, is noted in the journal instead)."""
     line = (f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} rollout={record.id} "
             f"package={state.package} from={state.from_digest or '-'} "
-            f"to={state.to_digest or '-'} result={result} operator={operator()}")
+            f"to={state.to_digest or '-'} result={redact(result)} operator={operator()}")
     try:
         device.unlock(conn, state.package, record.id, line)
     except device.StepFailed as exc:
