@@ -19,6 +19,8 @@ from pathlib import Path
 from fleetctl.targets import Target
 
 ALIAS = "fleetctl-target"
+#: all a package's tests get of the controller's environment (its secrets stay behind)
+PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
 def ssh_config(target: Target, known_hosts: tuple[str, ...]) -> str:
@@ -36,12 +38,25 @@ def ssh_config(target: Target, known_hosts: tuple[str, ...]) -> str:
 
 @dataclass
 class HostTests:
-    """The testinfra files of one package, to run against one host."""
+    """The testinfra files of one package, to run against one host.
+
+    Package code never runs in the controller's process: the tests run in a child
+    pytest whose environment is :data:`PASSED_THROUGH`, an empty home and the
+    ``FLEETCTL_*`` release values. They can only fail a gate the health check
+    passed: :func:`fleetctl.rollout.gate` runs them after it and never on a
+    failed one."""
 
     files: list[Path]
     target: Target
     known_hosts: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def release_env(package: str, release: str, version: str | None,
+                    image: str | None) -> dict[str, str]:
+        """What the tests learn of the release (an unknown version is empty)."""
+        return {"FLEETCTL_PACKAGE": package, "FLEETCTL_RELEASE": release,
+                "FLEETCTL_VERSION": version or "", "FLEETCTL_IMAGE": image or ""}
 
     def run(self, timeout: float) -> tuple[bool, str]:
         """Run the tests; (passed, one-line summary with the first failures)."""
@@ -53,7 +68,8 @@ class HostTests:
                     f"--hosts=ssh://{ALIAS}?controlpersist=0", f"--ssh-config={config}",
                     "-c", os.devnull, "--rootdir", str(folder), "-p", "no:cacheprovider",
                     "-q", "--tb=no", "-rfE", "--no-header", "-o", "console_output_style=classic"]
-            env = {**os.environ, **self.env, "PYTHONDONTWRITEBYTECODE": "1",
+            env = {**{k: os.environ[k] for k in PASSED_THROUGH if k in os.environ},
+                   **self.env, "HOME": tmp, "PYTHONDONTWRITEBYTECODE": "1",
                    "COLUMNS": "400"}   # pytest cuts the reasons at the terminal width
             try:
                 result = subprocess.run(argv, capture_output=True, text=True, env=env,

@@ -177,14 +177,27 @@ def run(ctx: Context, record: RolloutRecord) -> RolloutRecord:
         journal.set_status(record.id, "running", current_step=index)
         outcomes = parallel(lambda h: _deploy_host(ctx, record, plan, options, h), todo)
         states = _states(journal, record.id)
+        # a host lost mid-way (after activate, before commit or revert) is in an unknown
+        # state: it counts as unreachable, and the rollout goes no further without it
+        unknown = [h for h in step_hosts if _host_outcome(states[h]) == "in-flight"]
         failed = [h for h in step_hosts if _host_outcome(states[h]) in FAILED
-                  or (policy.unreachable == "failed" and _host_outcome(states[h]) == "deferred")]
+                  or (policy.unreachable == "failed" and
+                      _host_outcome(states[h]) in ("deferred", "in-flight"))]
         failed_so_far += len(failed)
         done_so_far += len(step_hosts)
         scope_failed, scope_hosts = ((len(failed), len(step_hosts)) if policy.scope == "step"
                                      else (failed_so_far, done_so_far))
         if policy.breached(scope_failed, scope_hosts):
             return _stop(ctx, record, plan, options, index, failed)
+        if unknown:
+            lost = "; ".join(f"{h} ({_lost_phase(states[h])})" for h in unknown)
+            journal.set_status(record.id, "incomplete", f"step {index + 1} stopped: the "
+                               f"connection to {lost} was lost mid-way, so its state is "
+                               f"unknown; 'fleetctl rollout resume {record.id}' checks it "
+                               f"and goes on, 'fleetctl rollback {record.id}' undoes it",
+                               current_step=index)
+            journal.unlock(record.id)
+            return journal.get(record.id)
         if outcomes and index < len(record.steps) - 1 and options.pause:
             if options.pause == "manual":
                 journal.set_status(record.id, "paused", f"paused after step {index + 1}; "
@@ -221,6 +234,12 @@ def _host_outcome(states: list[HostState]) -> str:
     if phases - set(FINAL_HOST_PHASES):
         return "in-flight"
     return "committed" if "committed" in phases else sorted(phases)[0]
+
+
+def _lost_phase(states: list[HostState]) -> str:
+    """Where a host's deploy stopped: ``ollama activated``."""
+    return ", ".join(f"{s.package} {s.phase}" for s in states
+                     if s.phase not in FINAL_HOST_PHASES)
 
 
 def _summary(states: dict[str, list[HostState]]) -> str:
@@ -496,9 +515,8 @@ def host_tests(ctx: Context, conn: Connection, package: Package, entry: PlanEntr
     """The package's testinfra tests for this host and release, if it ships any."""
     if not package.tests:
         return None
-    return HostTests(package.tests, conn.target, (str(ctx.db.known_hosts),), {
-        "FLEETCTL_PACKAGE": package.name, "FLEETCTL_RELEASE": release,
-        "FLEETCTL_VERSION": entry.version, "FLEETCTL_IMAGE": entry.target})
+    return HostTests(package.tests, conn.target, (str(ctx.db.known_hosts),),
+                     HostTests.release_env(package.name, release, entry.version, entry.target))
 
 
 def gate(conn: Connection, package: Package, release: str, render: RenderContext,

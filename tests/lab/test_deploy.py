@@ -59,7 +59,7 @@ def digests(lab: Lab, version: str) -> dict[str, str]:
 
 def baseline(lab: Lab, state: Path, version: str = "0.6.8") -> None:
     """Every test host on ``version`` and healthy (a no-op when they already are)."""
-    result = deploy(lab, state, f"ollama:{version}", "--steps", "100%")
+    result = deploy(lab, state, f"ollama:{version}", "--steps", "100%", "--allow-downgrade")
     assert result.returncode == 0, result.stdout + result.stderr
     want = digests(lab, version)
     for host in HOSTS:
@@ -217,7 +217,8 @@ def test_killed_controller_then_resume(lab: Lab, state: Path, tmp_path: Path) ->
     assert status["status"] == "interrupted"
     phases = {h["host"]: h["phase"] for h in status["hosts"]}
     assert phases["jetson-a1"] == "committed" and phases["jetson-a3"] == "pending"
-    blocked = deploy(lab, state, "ollama:0.6.8")      # the dead rollout still holds the lock
+    blocked = deploy(lab, state, "ollama:0.6.8", "--allow-downgrade")  # the dead rollout
+    # still holds the lock
     assert blocked.returncode == 3 and f"locked by rollout {rollout}" in blocked.stderr
     resumed = fleetctl("rollout", "resume", rollout, "-i", lab.status["inventory"],
                        "--state-dir", str(state), "--json", check=False)
@@ -290,3 +291,49 @@ def test_audit_reports_drift_from_the_journal(lab: Lab, state: Path) -> None:
         assert drift[0]["message"].startswith("ollama is not there; the journal has sha256:")
     finally:
         baseline(lab, state)
+
+
+def test_a_downgrade_needs_allow_downgrade(lab: Lab, state: Path) -> None:
+    baseline(lab, state, "0.7.0")
+    refused = deploy(lab, state, "ollama:0.6.8")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "the plan downgrades 3 host(s), e.g. jetson-a1: ollama 0.7.0 -> 0.6.8; pass " \
+           "--allow-downgrade" in refused.stderr
+    assert all(running(lab, h)["digest"] == digests(lab, "0.7.0")[h] for h in HOSTS)
+
+
+def test_a_canary_lost_after_activate_stops_the_rollout(lab: Lab, state: Path,
+                                                         tmp_path: Path) -> None:
+    """The canary's link drops while its gate waits on a release that never gets healthy
+    (0.7.1): its state is unknown, so no other host starts; resume judges it."""
+    baseline(lab, state)
+    events = tmp_path / "events.ndjson"
+    fleetctl("lab", "fault", "jetson-a1", "slow-link", "--delay-ms", "1")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fleetctl", "deploy", "ollama:0.7.1", "-i",
+             lab.status["inventory"], "--state-dir", str(state), "--limit", TARGET, "--yes",
+             "--json", "--canary", "jetson-a1", "--gate-timeout", "30s", "--events",
+             str(events)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (events.exists() and any(
+                e["host"] == "jetson-a1" and e["phase"] == "activated"
+                for e in map(json.loads, events.read_text().splitlines()))):
+            time.sleep(0.05)
+    finally:
+        fleetctl("lab", "heal", "jetson-a1")        # the proxy goes: the link drops
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 4, stdout + stderr
+    report = json.loads(stdout)
+    assert report["status"] == "incomplete" and "state is unknown" in report["message"]
+    phases = {h["host"]: h["phase"] for h in report["hosts"]}
+    assert phases == {"jetson-a1": "activated", "jetson-a2": "pending",
+                      "jetson-a3": "skipped"}      # 0.7.1 has no r35 image
+    assert running(lab, "jetson-a2")["digest"] == digests(lab, "0.6.8")["jetson-a2"]
+    resumed = fleetctl("rollout", "resume", report["id"], "-i", lab.status["inventory"],
+                       "--state-dir", str(state), "--json", check=False)
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+    final = {h["host"]: h["phase"] for h in json.loads(resumed.stdout)["hosts"]}
+    assert final == {"jetson-a1": "reverted", "jetson-a2": "cancelled",
+                     "jetson-a3": "skipped"}
+    assert serving(lab, "jetson-a1") == "0.6.8"

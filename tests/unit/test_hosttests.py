@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from fleetctl.hosttests import ALIAS, ssh_config, summarize
+from fleetctl.hosttests import ALIAS, HostTests, ssh_config, summarize
 from fleetctl.targets import Target
 
 # what `pytest -q --tb=no -rfE --no-header` printed for packages/ollama on the lab
@@ -49,3 +49,21 @@ def test_ssh_config_verifies_the_host_key(tmp_path: Path) -> None:
     assert {"  HostName 127.0.1.1", "  Port 2222", "  User ubuntu", "  BatchMode yes",
             "  StrictHostKeyChecking yes", "  IdentityFile /keys/id_ed25519"} <= set(config)
     assert f"  UserKnownHostsFile {known}" in config     # files that exist, once each
+
+
+def test_package_tests_get_no_controller_secrets_and_an_unknown_version(
+        tmp_path: Path, monkeypatch) -> None:
+    """A package's test runs in a child pytest that sees none of the controller's
+    environment (a registry token, an agent socket) and an empty version when the
+    chosen tag has none (JetPack 5 ollama tags are 'r35.4.1')."""
+    monkeypatch.setenv("REGISTRY_TOKEN", "controller-secret")
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/tmp/agent.sock")
+    test = tmp_path / "test_env.py"
+    test.write_text("import os\n\ndef test_env():\n"
+                    "    assert 'REGISTRY_TOKEN' not in os.environ\n"
+                    "    assert 'SSH_AUTH_SOCK' not in os.environ\n"
+                    "    assert os.environ['FLEETCTL_VERSION'] == ''\n"
+                    "    assert os.environ['HOME'] != os.path.expanduser('~root')\n")
+    env = HostTests.release_env("ollama", "r1", None, "127.0.0.1:5000/dustynv/ollama@x")
+    passed, summary = HostTests([test], Target("h", "127.0.0.1"), (), env).run(60)
+    assert passed, summary
