@@ -52,9 +52,6 @@ def probe_one(host: Host, policy: HostKeyPolicy, timeout: float) -> ProbeResult:
     except ProbeOutputError as exc:
         return ProbeResult(host, None, "garbage output", str(exc), time.monotonic() - start,
                            when)
-    except Exception as exc:
-        return ProbeResult(host, None, "probe failed", f"{type(exc).__name__}: {exc}",
-                           time.monotonic() - start, when)
     return ProbeResult(host, facts, seconds=time.monotonic() - start, probed_at=when)
 
 

@@ -10,7 +10,6 @@ on: refused, timeout, no route, auth failed, host key unknown or mismatch.
 from __future__ import annotations
 
 import base64
-import contextlib
 import errno
 import functools
 import logging
@@ -67,14 +66,48 @@ def _host_key_name(address: str, port: int) -> str:
     return address if port == 22 else f"[{address}]:{port}"
 
 
+@dataclass(frozen=True)
+class KnownHosts:
+    """The keys of some known_hosts files, and what in them could not be read."""
+
+    keys: paramiko.HostKeys
+    problems: tuple[str, ...]
+
+    def lookup(self, name: str) -> paramiko.hostkeys.SubDict | None:
+        return self.keys.lookup(name)
+
+
 @functools.lru_cache(maxsize=64)
-def _load_known_hosts(files: tuple[str, ...]) -> paramiko.HostKeys:
-    keys = paramiko.HostKeys()
+def _load_known_hosts(files: tuple[str, ...]) -> KnownHosts:
+    """Keys from each file (a missing file knows no host, as with OpenSSH); a file that
+    cannot be read, or lines that are not host keys, are kept as problems to report."""
+    keys, problems = paramiko.HostKeys(), []
     for path in files:
-        # a missing or unreadable file knows no host, as with OpenSSH
-        with contextlib.suppress(OSError, paramiko.SSHException):
-            keys.load(os.path.expanduser(path))
-    return keys
+        try:
+            text = Path(os.path.expanduser(path)).read_text()
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{path}: {getattr(exc, 'strerror', None) or 'not a text file'}")
+            continue
+        bad = 0
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith(("#", "@")):
+                continue
+            try:
+                entry = paramiko.hostkeys.HostKeyEntry.from_line(line, number)
+            except (paramiko.SSHException, paramiko.hostkeys.InvalidHostKey, ValueError):
+                bad += 1
+                continue
+            if entry is None:   # too few fields, or a key type paramiko does not read
+                bad += len(line.split()) < 3
+                continue
+            for name in entry.hostnames:
+                keys.add(name, entry.key.get_name(), entry.key)
+        if bad:
+            problems.append(f"{path}: {bad} line(s) are not host keys")
+    return KnownHosts(keys, tuple(problems))
 
 
 @functools.lru_cache(maxsize=32)
@@ -125,6 +158,12 @@ def _verify_host_key(transport: paramiko.Transport, target: Target,
     if known is None and policy.record_to:
         known = _load_known_hosts((str(policy.record_to),)).lookup(name)
     if known is None:
+        problems = _load_known_hosts(target.known_hosts).problems
+        if problems:
+            raise SSHFailure("known_hosts unreadable", f"{name} is in no known_hosts file "
+                                                       f"fleetctl could read; "
+                                                       f"{'; '.join(problems)}: fix or "
+                                                       f"remove them")
         if policy.mode != "accept-new" or policy.record_to is None:
             raise SSHFailure("host key unknown", f"{name} is in no known_hosts file; add it or "
                                                  "use --host-key-policy accept-new")
@@ -169,8 +208,14 @@ class Connection:
             channel = self.transport.open_session(timeout=self.timeout)
             channel.settimeout(command_timeout)
             channel.exec_command(command)
-            channel.sendall(script.encode())
-            channel.shutdown_write()
+            try:
+                channel.sendall(script.encode())
+                channel.shutdown_write()
+            except (OSError, EOFError) as exc:
+                # the command stopped reading (a forced command, a nologin shell): what it
+                # printed decides, unless the connection itself is gone
+                if not self.transport.is_active():
+                    raise SSHFailure("ssh failed", f"{address}: {exc}") from None
             stdout = channel.makefile("rb").read()
             stderr = channel.makefile_stderr("rb").read()
             status = channel.recv_exit_status()
@@ -179,6 +224,9 @@ class Connection:
                                         f"{command_timeout:.0f}s") from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise SSHFailure("ssh failed", f"{address}: {exc or type(exc).__name__}") from None
+        if status == -1 and not self.transport.is_active():
+            raise SSHFailure("ssh failed", f"{address}: the connection closed before "
+                                            f"the command ended")
         return Result(stdout.decode(errors="replace"), stderr.decode(errors="replace"), status,
                       time.monotonic() - start)
 

@@ -8,6 +8,8 @@ import pytest
 import yaml
 
 from fleetctl.lab.spec import load_spec
+from fleetctl.ssh import run_script
+from fleetctl.targets import Target
 
 from ..conftest import DEFAULT_SPEC, Lab, fleetctl
 
@@ -105,6 +107,23 @@ def test_accept_new_records_the_key_and_a_changed_key_fails(lab: Lab, tmp_path: 
     assert result.returncode == 4 and "host key mismatch" in result.stdout
 
 
+def test_a_corrupt_known_hosts_file_is_named_not_unknown(lab: Lab, tmp_path: Path) -> None:
+    known = tmp_path / "damaged_known_hosts"
+    good = Path(lab.status["known_hosts"]).read_text().splitlines()
+    mine = next(line for line in good if line.split()[0] == lab.address("jetson-b2"))
+    known.write_text(mine[:len(mine) // 2] + "\n" + "garbage\n")     # cut off mid-key
+    inventory = one_host_inventory(lab, tmp_path, "jetson-b2",
+                                   fleetctl_known_hosts=str(known))
+    result = audit(lab, tmp_path, "--refresh", "--format", "json", inventory=inventory)
+    assert result.returncode == 4
+    reason = json.loads(result.stdout)["hosts"][0]["reason"]
+    assert reason.startswith("known_hosts unreadable: ")
+    assert f"{known}: 2 line(s) are not host keys" in reason
+    known.write_bytes(b"\xff\xfe\x00binary")
+    result = audit(lab, tmp_path, "--refresh", "--format", "json", inventory=inventory)
+    assert f"{known}: not a text file" in json.loads(result.stdout)["hosts"][0]["reason"]
+
+
 def test_wrong_client_key_is_auth_failed(lab: Lab, tmp_path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")],
                    check=True)
@@ -138,3 +157,13 @@ def test_garbage_output_is_reported_not_parsed(lab: Lab, tmp_path: Path, garbage
     assert row["status"] == "unreachable"
     assert row["reason"].startswith("garbage output: ")
     assert "This account is currently not available." in row["reason"]
+
+
+def test_a_command_that_stops_reading_is_judged_by_what_it_printed(
+        lab: Lab, garbage_shell) -> None:
+    """The forced command prints and exits without reading: a script far larger than the
+    SSH window cannot be sent whole, always (no race), and its answer still counts."""
+    target = Target("jetson-b3", lab.address("jetson-b3"), key_file=lab.status["client_key"],
+                    known_hosts=(lab.status["known_hosts"],))
+    result = run_script(target, "true\n" * 2_000_000)
+    assert result.stdout.strip() == "This account is currently not available."
