@@ -90,7 +90,7 @@ def _rollback_host(ctx: Context, record: RolloutRecord, package: Package, host: 
             device.switch_to(conn, name, target, compose, make_current=True)
             ok, detail = gate(conn, package, target,
                               render_context(ctx, package, host, target, facts),
-                              options.gate_timeout, ctx.sleep)
+                              options.gate_timeout, ctx.sleep, clock=ctx.clock)
             if not ok:
                 device.switch_to(conn, name, current, compose, make_current=True)
                 raise device.StepFailed(f"release {target} unhealthy ({detail}); back on "

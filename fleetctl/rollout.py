@@ -92,6 +92,7 @@ class Context:
     hosts: dict[str, Host]
     host_key_policy: str | None = None
     sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
     package_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
     blobs: BlobStore | None = None                      # images for ssh delivery
     limits: dict[str, RateLimit] = field(default_factory=dict)     # site -> uplink cap
@@ -383,7 +384,7 @@ def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, optio
         journal.set_host(rid, host, name, "activated", "containers started")
         state.phase = "activated"
     ok, detail = gate(conn, package, rid, render, options.gate_timeout, ctx.sleep,
-                      host_tests(ctx, conn, package, entry, rid))
+                      host_tests(ctx, conn, package, entry, rid), ctx.clock)
     if not ok:
         return _revert(ctx, conn, record, state, facts, package, options, f"gate: {detail}")
     previous = device.commit(conn, name, rid, options.keep_releases)
@@ -521,15 +522,16 @@ def host_tests(ctx: Context, conn: Connection, package: Package, entry: PlanEntr
 
 def gate(conn: Connection, package: Package, release: str, render: RenderContext,
          timeout: float | None, sleep: Callable[[float], None] = time.sleep,
-         tests: HostTests | None = None) -> tuple[bool, str]:
+         tests: HostTests | None = None,
+         clock: Callable[[], float] = time.monotonic) -> tuple[bool, str]:
     """Wait until the release is healthy: its containers running, Docker's health
     check (if any) healthy, the package's HTTP or command check passing
     ``retries`` times in a row, then its testinfra ``tests``. Fails at once on a
-    crash loop, Docker's ``unhealthy`` or a failed test; otherwise at ``timeout``
-    (default: the package's)."""
+    crash loop, Docker's ``unhealthy`` or a failed test; otherwise after the
+    package's ``start_period`` plus ``timeout`` (default: the package's)."""
     health = package.health
-    limit = timeout if timeout is not None else health.timeout
-    deadline = time.monotonic() + limit
+    limit = health.start_period + (timeout if timeout is not None else health.timeout)
+    deadline = clock() + limit
     streak, problem = 0, "not checked yet"
     url = urlsplit(render_text(render, health.http)) if health.http else None
     while True:
@@ -562,9 +564,9 @@ def gate(conn: Connection, package: Package, release: str, render: RenderContext
                 f" {streak} times in a row"
             if tests is None:
                 return True, detail
-            passed, summary = tests.run(max(deadline - time.monotonic(), TESTS_MIN_TIME))
+            passed, summary = tests.run(max(deadline - clock(), TESTS_MIN_TIME))
             return passed, f"{detail}; {summary}" if passed else summary
-        if time.monotonic() >= deadline:
+        if clock() >= deadline:
             return False, f"not healthy within {limit:.0f}s: {problem}"
         sleep(health.interval)
 
@@ -595,7 +597,7 @@ def _revert(ctx: Context, conn: Connection, record: RolloutRecord, state: HostSt
             render = render_context(ctx, package, state.host, state.from_release, facts,
                                     state.from_version)
             ok, detail = gate(conn, package, state.from_release, render, options.gate_timeout,
-                              ctx.sleep)
+                              ctx.sleep, clock=ctx.clock)
             if not ok:
                 raise device.StepFailed(f"previous release unhealthy: {detail}")
     except device.StepFailed as exc:
@@ -678,7 +680,7 @@ def _undo_host(ctx: Context, record: RolloutRecord, options: Options, host: str)
                         ok, why = gate(conn, package, s.from_release,
                                        render_context(ctx, package, host, s.from_release,
                                                       facts, s.from_version),
-                                       options.gate_timeout, ctx.sleep)
+                                       options.gate_timeout, ctx.sleep, clock=ctx.clock)
                         if not ok:
                             raise device.StepFailed(f"previous release unhealthy: {why}")
             except device.StepFailed as exc:

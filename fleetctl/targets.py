@@ -56,7 +56,11 @@ def known_hosts_files(host_vars: dict[str, Any]) -> tuple[str, ...]:
 
 
 def target_for(host: Host) -> Target:
-    """The connection target of an inventory host."""
+    """The connection target of an inventory host. fleetctl logs in as the user that
+    runs its steps: ``become`` (sudo) to another user is refused, not ignored."""
+    if host.become and host.user != "root":
+        raise InputError(f"host {host.name}: ansible_become is set, but fleetctl does not "
+                         f"use sudo; log in as root (ansible_user: root) on this host")
     return Target(name=host.name, address=host.address, port=host.port, user=host.user,
                   key_file=host.key_file, known_hosts=known_hosts_files(host.vars))
 

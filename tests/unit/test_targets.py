@@ -68,3 +68,20 @@ def test_where(selector: str, agx: bool, nano: bool, server: bool) -> None:
 def test_bad_where(text: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
         parse_where(text)
+
+
+def test_become_with_another_user_is_refused_not_ignored(tmp_path) -> None:
+    import pytest
+
+    from fleetctl.errors import InputError
+    from fleetctl.inventory import load_inventory
+    from fleetctl.targets import target_for
+
+    path = tmp_path / "hosts.ini"
+    path.write_text("j1 ansible_host=127.0.1.1 ansible_user=ubuntu ansible_become=true\n"
+                    "j2 ansible_host=127.0.1.2 become=yes\n")
+    hosts = load_inventory(path).hosts
+    with pytest.raises(InputError, match="host j1: ansible_become is set, but fleetctl does "
+                                         "not use sudo"):
+        target_for(hosts["j1"])
+    assert target_for(hosts["j2"]).user == "root"

@@ -1,0 +1,84 @@
+"""The health gate against a fake device and a fake clock: ``start_period`` gives a slow
+starter its time, a crash loop fails at once, package tests only run after health."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from fleetctl.catalog import Health, load_catalog
+from fleetctl.compose import RenderContext
+from fleetctl.rollout import gate
+from fleetctl.ssh import Result
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeDevice:
+    """Answers the gate's device steps: the release's container, running, restarted
+    ``restarts`` times; its HTTP check answers 200 from ``healthy_at`` on."""
+
+    def __init__(self, clock: FakeClock, healthy_at: float, restarts: int = 0) -> None:
+        self.clock, self.healthy_at, self.restarts = clock, healthy_at, restarts
+        self.gets = 0
+
+    def run(self, script: str, **_: object) -> Result:
+        assert "do_containers" in script
+        return Result(f"/ollama-1|running|none|{self.restarts}|r1\n", "", 0)
+
+    def http_get(self, host: str, port: int, path: str, timeout: float = 5.0):
+        self.gets += 1
+        return (200, "{}") if self.clock() >= self.healthy_at else (0, "refused")
+
+
+class Tests:
+    """Package tests that record that they ran."""
+
+    ran = False
+
+    def run(self, timeout: float) -> tuple[bool, str]:
+        Tests.ran = True
+        return True, "testinfra: 1 passed"
+
+
+def setup(start_period: float, healthy_at: float, restarts: int = 0):
+    ollama = load_catalog(ROOT / "packages").get("ollama")
+    package = replace(ollama, health=Health(http="http://{{ check_address }}:11434/",
+                                            interval=2.0, timeout=10.0, retries=3,
+                                            start_period=start_period))
+    render = RenderContext(package, "0.7.0", "img", "r1", "a1", "0.0.0.0", {}, {})
+    clock = FakeClock()
+    return package, render, clock, FakeDevice(clock, healthy_at, restarts)
+
+
+def test_start_period_gives_a_slow_starter_its_time() -> None:
+    package, render, clock, device = setup(start_period=30, healthy_at=25)
+    ok, detail = gate(device, package, "r1", render, None, clock.sleep, clock=clock)
+    assert ok, detail
+    assert detail == "http://127.0.0.1:11434/ answered 3 times in a row"
+    assert 29 <= clock.now <= 31
+
+
+def test_without_start_period_the_same_starter_fails_at_the_timeout() -> None:
+    package, render, clock, device = setup(start_period=0, healthy_at=25)
+    Tests.ran = False
+    ok, detail = gate(device, package, "r1", render, None, clock.sleep, Tests(), clock)
+    assert not ok and detail.startswith("not healthy within 10s: GET http://127.0.0.1:11434/")
+    assert not Tests.ran                # tests never run on a failed health check
+
+
+def test_a_crash_loop_fails_at_once() -> None:
+    package, render, clock, device = setup(start_period=30, healthy_at=0, restarts=2)
+    ok, detail = gate(device, package, "r1", render, None, clock.sleep, clock=clock)
+    assert not ok and "crash-looping" in detail and clock.now == 0
