@@ -35,13 +35,15 @@ RELEASES_ROOT = "/opt/fleetctl"
 
 
 def yaml_scalar(value: Any) -> str:
-    """A value as one YAML flow scalar: JSON (a subset of YAML), all on one line."""
+    """A value as one YAML flow scalar: JSON (a subset of YAML), all on one line, with
+    ``$`` doubled so that compose takes it literally instead of interpolating it."""
     if isinstance(value, jinja2.Undefined):
         value = str(value)      # StrictUndefined raises here, naming the missing value
-    try:
-        return json.dumps(value, ensure_ascii=True)
-    except TypeError:
-        return json.dumps(str(value), ensure_ascii=True)
+    if not isinstance(value, (bool, int, float, type(None))):
+        value = str(value)
+    if isinstance(value, str):
+        value = value.replace("$", "$$")
+    return json.dumps(value, ensure_ascii=True)
 
 
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,

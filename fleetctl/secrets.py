@@ -25,7 +25,8 @@ _values: set[str] = set()
 def register(values: Iterable[str]) -> None:
     """Remember values that must never be written out."""
     with _lock:
-        _values.update(v for v in values if len(v) >= MIN_LENGTH)
+        for value in values:    # each line too: tools print multi-line values line by line
+            _values.update(v for v in (value, *value.splitlines()) if len(v) >= MIN_LENGTH)
 
 
 def redact(text: str | None) -> str | None:
