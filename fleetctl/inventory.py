@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetctl.errors import InputError
-from fleetctl.yamlfile import Located, load_yaml
+from fleetctl.yamlfile import Located, load_yaml, read_text
 
 DEFAULT_DIR = Path("inventories")
 ENV_VAR = "FLEETCTL_INVENTORY"
@@ -211,6 +211,21 @@ def redact(variables: dict[str, Any]) -> dict[str, Any]:
             for k, v in variables.items()}
 
 
+def _check_connection_vars(host: Host) -> None:
+    """The variables fleetctl connects with, of the types it needs (InputError naming
+    the host and where it is defined)."""
+    port = host.vars.get("ansible_port", 22)
+    if isinstance(port, bool) or not str(port).isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"{host.where}: host {host.name}: ansible_port {port!r} is not a "
+                         f"port number (1-65535)")
+    for key in ("ansible_host", "ansible_user", "ansible_ssh_private_key_file"):
+        value = host.vars.get(key)
+        if value is not None and (not isinstance(value, (str, int)) or isinstance(value, bool)
+                                  or not str(value).strip()):
+            raise InputError(f"{host.where}: host {host.name}: {key} {value!r} should be a "
+                             f"string")
+
+
 def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
@@ -266,7 +281,7 @@ class _Builder:
         if path.suffix in (".yml", ".yaml"):
             self._load_yaml(path)
         else:
-            text = path.read_text(errors="replace")
+            text = read_text(path)
             first = next((ln.strip() for ln in text.splitlines() if ln.strip()
                           and not ln.lstrip().startswith(("#", ";"))), "")
             if first.endswith(":") or first.startswith(("all:", "---")):
@@ -395,6 +410,7 @@ class _Builder:
             merged.update(self.host_file_vars.get(name, {}))
             hosts[name] = Host(name, merged, [g for g in member_of if g != "all"],
                                self.host_where[name])
+            _check_connection_vars(hosts[name])
         return Inventory(hosts, self.groups, self.sources)
 
     def _contains(self, group: str, host: str) -> bool:

@@ -269,7 +269,10 @@ def _strategy(raw: Located, path: Path) -> dict[str, Any]:
                   unreachable=policy.unreachable)
     if "canary" in raw:
         canary = raw["canary"]
-        values["canary"] = tuple([canary] if isinstance(canary, str) else map(str, canary))
+        canary = [canary] if isinstance(canary, str) else canary
+        if not isinstance(canary, list) or not all(isinstance(c, str) and c for c in canary):
+            raise InputError(f"{at('canary')} is a host name or a list of host names")
+        values["canary"] = tuple(canary)
     if "pause" in raw:
         pause = str(raw["pause"])
         if pause != "manual":
@@ -282,7 +285,7 @@ def _strategy(raw: Located, path: Path) -> dict[str, Any]:
             raise InputError(f"{at('rollback_all')} is true or false")
         values["rollback_all"] = raw["rollback_all"]
     if "keep" in raw:
-        if not isinstance(raw["keep"], int) or raw["keep"] < 2:
+        if not isinstance(raw["keep"], int) or isinstance(raw["keep"], bool) or raw["keep"] < 2:
             raise InputError(f"{at('keep')} is a whole number of releases, at least 2")
         values["keep"] = raw["keep"]
     return values

@@ -105,7 +105,10 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
     if len(text) > MAX_TEXT:
         raise InputError(f"{path}: {len(text):,} characters, more than the {MAX_TEXT:,} "
                          f"fleetctl reads; is this the right file?")
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:       # a character YAML does not allow (NUL, controls)
+        raise InputError(f"{path}: not YAML text: {exc}".replace("\n", " ")) from None
     try:
         node = loader.get_single_node()
         if node is None:

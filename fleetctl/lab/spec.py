@@ -120,7 +120,7 @@ class _HostReader:
         if "name" not in self.raw:
             raise self.fail(None, "missing required key 'name'")
         name = self.get("name", str, None, "a host name")
-        if not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.match(name):
             raise self.fail("name", f"{name!r} is not a valid host name (a-z, 0-9 and '-')")
         address = self.get("address", str, default_address(self.index), "an IPv4 address")
         try:
