@@ -202,6 +202,16 @@ class RegistryClient:
         except ValueError:
             raise RegistryError(f"registry {self.registry}: {what} is not JSON") from None
 
+    def _object(self, body: bytes, what: str) -> dict:
+        """A JSON object from an answer's bytes; RegistryError when it is not one."""
+        try:
+            value = json.loads(body)
+        except (ValueError, RecursionError):
+            value = None
+        if not isinstance(value, dict):
+            raise RegistryError(f"registry {self.registry}: {what} is not a JSON object")
+        return value
+
     def _bytes(self, response: requests.Response, what: str) -> bytes:
         body = bytearray()
         for chunk in response.iter_content(1 << 16):
@@ -269,12 +279,7 @@ class RegistryClient:
             raise RegistryError(f"registry {self.registry}: {what}: the bytes received have "
                                 f"digest {digest}, not {reference if by_digest else claimed}"
                                 f"; refusing them")
-        try:
-            manifest = json.loads(body)
-        except ValueError:
-            manifest = None
-        if not isinstance(manifest, dict):
-            raise RegistryError(f"registry {self.registry}: {what} is not a JSON object")
+        manifest = self._object(body, what)
         self._remember(key, json.dumps({"digest": digest, "manifest": manifest}))
         if not by_digest:
             self._remember(f"manifest {repository}@{digest}",
@@ -294,12 +299,7 @@ class RegistryClient:
         if sha256_of(body) != digest:
             raise RegistryError(f"registry {self.registry}: {what} arrived as other bytes "
                                 f"({sha256_of(body)}); refusing them")
-        try:
-            config = json.loads(body)
-        except ValueError:
-            config = None
-        if not isinstance(config, dict):
-            raise RegistryError(f"registry {self.registry}: {what} is not a JSON object")
+        config = self._object(body, what)
         self._remember(key, body.decode())
         return config
 
