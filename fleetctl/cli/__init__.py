@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import sys
 
+from fleetctl.api import redact_secrets
 from fleetctl.cli import bundle, fleet, inventory, lab, plan, playbook, rollout  # noqa: F401
 from fleetctl.cli.common import app, err
 from fleetctl.errors import FleetError
-from fleetctl.secrets import redact
 
 __all__ = ["app", "main"]
 
@@ -20,7 +20,7 @@ def main() -> None:
     try:
         app()
     except FleetError as exc:
-        err.print(f"fleetctl: error: {redact(str(exc))}", highlight=False, soft_wrap=True)
+        err.print(f"fleetctl: error: {redact_secrets(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("fleetctl: interrupted")

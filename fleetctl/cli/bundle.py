@@ -8,18 +8,20 @@ from typing import Annotated
 import typer
 
 from fleetctl.cli.common import (
+    AllowDowngradeOpt,
     HostKeyOpt,
     InventoryOpt,
     JsonOpt,
+    PackagesOpt,
     StateDirOpt,
     TimeoutOpt,
+    TrustOpt,
     app,
+    err,
+    open_fleet,
     out,
 )
-from fleetctl.cli.plan import PackagesOpt
-from fleetctl.cli.playbook import plan_playbook
-from fleetctl.cli.rollout import AllowDowngradeOpt
-from fleetctl.errors import FleetError
+from fleetctl.cli.progress import ProbeProgress
 
 keys_app = typer.Typer(help="Ed25519 keys that sign bundles, and the keys this controller "
                             "trusts.\n\nExample: fleetctl keys generate site-signing",
@@ -31,9 +33,6 @@ bundle_app = typer.Typer(help="Signed bundles for offline updates: a playbook's 
 app.add_typer(keys_app, name="keys")
 app.add_typer(bundle_app, name="bundle")
 
-TrustOpt = Annotated[list[Path] | None, typer.Option(
-    "--trust", help="A trusted public key (.pub); repeat for several. Added to the keys in "
-                    "<state-dir>/trusted-keys/.")]
 
 
 @keys_app.command("generate")
@@ -45,7 +44,7 @@ def keys_generate(
 
     Example: fleetctl keys generate site-signing --dir ~/.config/fleetctl
     """
-    from fleetctl.keys import generate_key
+    from fleetctl.api import generate_key
 
     public, key_id = generate_key(directory / f"{name}.key")
     out.print(f"wrote {directory / f'{name}.key'} (private) and {public}; key id {key_id}")
@@ -61,10 +60,9 @@ def keys_trust(
 
     Example: fleetctl keys trust site-signing.pub
     """
-    from fleetctl.keys import trust_key
-    from fleetctl.state import default_state_dir
+    from fleetctl.api import trust_key
 
-    key_id, folder = trust_key(public, state_dir or default_state_dir())
+    key_id, folder = trust_key(public, open_fleet(state_dir=state_dir).state_dir)
     out.print(f"trusted key {key_id} ({public}); "
               f"{len(list(folder.glob('*.pub')))} trusted in {folder}")
 
@@ -94,45 +92,20 @@ def bundle_create(
 
     Example: fleetctl bundle create playbooks/ota-webui-stack.yml -o ota.bundle --sign-key s.key
     """
-    import datetime as dt
-    import time
+    from fleetctl.api import Selection, key_id, load_playbook, load_private_key
 
-    from fleetctl import bundle
-    from fleetctl.bundle_manifest import check_channel
-    from fleetctl.catalog import parse_duration
-    from fleetctl.keys import key_id, load_private_key
-    from fleetctl.playbook import load_playbook
-    from fleetctl.registry import blob_fetcher
-    from fleetctl.state import StateDB, default_state_dir
-
-    key = load_private_key(sign_key)
-    check_channel(channel)
-    try:
-        lifetime = parse_duration(expires)
-    except ValueError:
-        raise FleetError(f"--expires {expires!r} should be a duration such as 30d or 12h",
-                         exit_code=2) from None
+    fleet = open_fleet(inventory, state_dir, packages, host_key_policy, timeout)
     book = load_playbook(playbook)
-    the_plan, catalog = plan_playbook(book, inventory, timeout, host_key_policy, state_dir,
-                                      packages)
-    entries = [e for e in the_plan.entries if not e.blocked and e.target]
-    if not entries:
-        raise FleetError(f"{playbook}: no host can take any of its packages; nothing to "
-                         f"bundle (see 'fleetctl run {playbook} --check')", exit_code=2)
-    fetch = blob_fetcher(StateDB(state_dir or default_state_dir()))
-
-    contents = bundle.contents_for(
-        playbook, the_plan.to_json(), [catalog.get(p).path for p in the_plan.packages],
-        [e.target for e in entries], book.name, channel,
-        int(time.time()) if sequence is None else sequence,
-        dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(
-            seconds=lifetime))
-    manifest = bundle.create(output, contents, fetch, key)
+    with ProbeProgress(err, len(fleet.hosts(Selection(book.group, book.pattern)))) as progress:
+        manifest = fleet.create_bundle(book, output, sign_key, channel=channel,
+                                       sequence=sequence, expires=expires,
+                                       on_result=progress.update)
     blobs = [m for m in manifest.members if m.startswith("blobs/")]
-    out.print(f"wrote {output}: {len(manifest.images)} images, {len(blobs)} "
-              f"blobs, {manifest.total_size / 2**20:.1f} MiB; channel {manifest.channel} "
-              f"sequence {manifest.sequence}, expires {manifest.expires:%Y-%m-%d}; signed by "
-              f"key {key_id(key.public_key())}", highlight=False)
+    signer = key_id(load_private_key(sign_key).public_key())
+    out.print(f"wrote {output}: {len(manifest.images)} images, {len(blobs)} blobs, "
+              f"{manifest.total_size / 2**20:.1f} MiB; channel {manifest.channel} sequence "
+              f"{manifest.sequence}, expires {manifest.expires:%Y-%m-%d}; signed by key "
+              f"{signer}", highlight=False)
 
 
 @bundle_app.command("verify")
@@ -149,13 +122,8 @@ def bundle_verify(
     """
     import json
 
-    from fleetctl.bundle import check_fresh, verify
-    from fleetctl.keys import trusted_keys
-    from fleetctl.state import StateDB, default_state_dir
-
-    state = state_dir or default_state_dir()
-    checked = verify(path, trusted_keys(trust or [], state))
-    note = check_fresh(StateDB(state), checked, allow_downgrade)
+    checked, note = open_fleet(state_dir=state_dir).verify_bundle(path, trust or [],
+                                                                  allow_downgrade)
     manifest = checked.manifest
     if as_json:
         print(json.dumps({"path": str(path), "name": manifest.name, "channel": manifest.channel,
@@ -165,7 +133,7 @@ def bundle_verify(
                                                    for r, i in checked.images.items()}},
                          indent=2))
         return
-    out.print((f"{path}: ok, {manifest.name!r}, channel {manifest.channel} sequence "
-                     f"{manifest.sequence}, {len(checked.images)} images, every member "
-                     f"matches its sha256; signed by trusted key {checked.signed_by}"
-                     + (f"; {note}" if note else "")), highlight=False)
+    out.print(f"{path}: ok, {manifest.name!r}, channel {manifest.channel} sequence "
+              f"{manifest.sequence}, {len(checked.images)} images, every member matches its "
+              f"sha256; signed by trusted key {checked.signed_by}"
+              + (f"; {note}" if note else ""), highlight=False)

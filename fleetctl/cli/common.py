@@ -1,7 +1,9 @@
-"""What every fleetctl command shares: the app, its common options, the consoles."""
+"""What every fleetctl command shares: the app, its common options, the consoles, and
+the :class:`~fleetctl.api.Fleet` a command works on."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -38,6 +40,32 @@ HostKeyOpt = Annotated[str | None, typer.Option(
 StateDirOpt = Annotated[Path | None, typer.Option(
     "--state-dir", help="State directory \\[default: $FLEETCTL_STATE_DIR, else "
     "~/.local/state/fleetctl].")]
+PackagesOpt = Annotated[Path | None, typer.Option(
+    "--packages", help="Package catalog folder \\[default: $FLEETCTL_PACKAGES, else packages/].")]
+TtlOpt = Annotated[float, typer.Option("--registry-ttl", help="Reuse registry answers up to "
+                                       "this many seconds old.")]
+EventsOpt = Annotated[Path | None, typer.Option("--events", help="Append every event to "
+                                                "this file as NDJSON.")]
+ReportOpt = Annotated[bool, typer.Option("--json", help="Print a final JSON report.")]
+BreakLockOpt = Annotated[bool, typer.Option("--break-lock", help="Take over locks held by "
+                                            "a dead rollout (device and fleet).")]
+DeliveryOpt = Annotated[str | None, typer.Option(
+    "--delivery", help="registry (hosts pull) or ssh (fleetctl sends the blobs a host "
+                       "lacks and loads them) \\[default: each host's fleetctl_delivery, "
+                       "else registry].")]
+ViaSeedOpt = Annotated[bool, typer.Option(
+    "--via-seed", help="ssh delivery: per site, one host gets the blobs over the uplink "
+                       "once, the others fetch them from it over the LAN.")]
+StageOnlyOpt = Annotated[bool, typer.Option(
+    "--stage-only", help="Deliver images and release files to every target and stop; "
+                         "nothing running changes. A later run activates without pulling.")]
+AllowDowngradeOpt = Annotated[bool, typer.Option(
+    "--allow-downgrade", help="Deploy a plan that moves hosts to an older version; with "
+                              "--bundle, accept a bundle that is expired or older on its "
+                              "channel than one accepted before.")]
+TrustOpt = Annotated[list[Path] | None, typer.Option(
+    "--trust", help="A trusted public key (.pub); repeat for several. Added to the keys in "
+                    "<state-dir>/trusted-keys/.")]
 
 # markup=False: every string printed is text, never rich markup (host names, errors and
 # package values come from outside; a host called "[/]" must print as itself)
@@ -52,6 +80,29 @@ def styled(*parts: str | tuple[str, str]) -> Text:
     return Text.assemble(*parts)
 
 
+def open_fleet(inventory: Path | None = None, state_dir: Path | None = None,
+               packages: Path | None = None, host_key_policy: str | None = None,
+               timeout: float = 5.0, ttl: float = 300.0, events: Path | None = None):
+    """The :class:`~fleetctl.api.Fleet` a command works on (``--events`` subscribed)."""
+    from fleetctl.api import Fleet
+
+    fleet = Fleet(inventory, state_dir, packages, host_key_policy=host_key_policy,
+                  connect_timeout=timeout, registry_ttl=ttl)
+    if events:
+        fleet.subscribe(EventFile(events))
+    return fleet
+
+
+class EventFile:
+    """A subscriber appending each event to a file as one JSON line."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = path.open("a", buffering=1)
+
+    def __call__(self, event: dict) -> None:
+        self.file.write(json.dumps(event) + "\n")
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"fleetctl {__version__}")
@@ -64,4 +115,3 @@ def _root(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """fleetctl: Ansible-style fleet orchestration for NVIDIA Jetson devices."""
-

@@ -22,69 +22,19 @@ from fleetctl.cli.common import (
     WhereOpt,
     app,
     err,
+    open_fleet,
     out,
     styled,
 )
+from fleetctl.cli.progress import ProbeProgress
 from fleetctl.errors import FleetError
 
 
-def probe_selected(inventory: Path | None, group: str | None, limit: str | None,
-           where: list[str] | None, refresh: bool, max_age: float, timeout: float,
-           host_key_policy: str | None, state_dir: Path | None):
-    """Select hosts, get their facts (cache or probe, with progress), apply --where."""
-    from fleetctl.inventory import load_inventory
-    from fleetctl.probe import probe_hosts, select_by_facts
-    from fleetctl.state import StateDB, default_state_dir
-    from fleetctl.targets import host_key_policy as check_policy
-    from fleetctl.targets import parse_where
-
-    selectors = [parse_where(w) for w in where or []]
-    hosts = load_inventory(inventory).select(limit, group)
-    if host_key_policy is not None:
-        check_policy({}, host_key_policy)
-    db = StateDB(state_dir or default_state_dir())
-    with _ProbeProgress(len(hosts)) as progress:
-        results = probe_hosts(hosts, db, refresh=refresh, max_age=max_age, timeout=timeout,
-                              policy_override=host_key_policy, on_result=progress.update)
-    if selectors:
-        matched = select_by_facts(results, selectors)
-        if not matched:
-            raise FleetError(f"--where {' '.join(where)} matches none of the {len(results)} "
-                             "selected hosts that answered", exit_code=2)
-        results = matched + [r for r in results if not r.ok]
-    return results
-
-
-class _ProbeProgress:
-    """Live progress on stderr: a bar on a terminal, one plain line per host otherwise."""
-
-    def __init__(self, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self.live = err.is_terminal
-        self.progress = Progress(TextColumn("probing"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.description}"), console=err,
-                                 transient=True) if self.live else None
-        self.total = total
-
-    def __enter__(self) -> _ProbeProgress:
-        if self.progress:
-            self.progress.start()
-            self.task = self.progress.add_task("", total=self.total)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress:
-            self.progress.stop()
-
-    def update(self, result) -> None:
-        state = "cached" if result.cached else "ok" if result.ok else result.error
-        line = f"{result.host.name}: {state}" + ("" if result.cached else
-                                                 f" ({result.seconds:.2f}s)")
-        if self.progress:
-            self.progress.update(self.task, advance=1, description=line)
-        else:
-            err.print(f"probe: {line}", highlight=False, markup=False)
+def _probe(fleet, selection, refresh: bool, max_age: float, call=None):
+    """``fleet.probe`` (or ``call``) with probe progress on stderr."""
+    with ProbeProgress(err, len(fleet.hosts(selection))) as progress:
+        return (call or fleet.probe)(selection, refresh=refresh, max_age=max_age,
+                                     on_result=progress.update)
 
 
 @app.command()
@@ -103,32 +53,23 @@ def audit(
 
     Example: fleetctl audit -i inventory.yml --group factory-a --format json
     """
-    from fleetctl import audit as core
+    from functools import partial
+
+    from fleetctl.api import Selection
 
     if output not in ("table", "json", "csv"):
         raise FleetError(f"--format {output!r} should be table, json or csv", exit_code=2)
-    checks = core.load_rules(rules)
-    results = probe_selected(inventory, group, limit, where, refresh, max_age, timeout,
-                     host_key_policy, state_dir)
-    rows = [core.row(r) for r in results]
-    found = core.findings(results, checks, _journal_digests(state_dir))
-    total = core.summary(results)
+    fleet = open_fleet(inventory, state_dir, host_key_policy=host_key_policy, timeout=timeout)
+    report = _probe(fleet, Selection(group, limit, tuple(where or ())), refresh, max_age,
+                    partial(fleet.audit, rules=rules))
     if output == "json":
-        print(json.dumps({"hosts": rows, "summary": total,
-                          "findings": [f.__dict__ for f in found]}, indent=2))
+        print(json.dumps(report.to_json(), indent=2))
     elif output == "csv":
-        _render_csv(rows)
+        _render_csv(report.rows)
     else:
-        _render_audit(rows, total, found)
-    if total["unreachable"]:
+        _render_audit(report.rows, report.summary, report.findings)
+    if report.summary["unreachable"]:
         raise typer.Exit(4)
-
-
-def _journal_digests(state_dir: Path | None) -> dict:
-    from fleetctl.journal import Journal
-    from fleetctl.state import StateDB, default_state_dir
-
-    return Journal(StateDB(state_dir or default_state_dir())).last_known()
 
 
 def _render_csv(rows: list[dict]) -> None:
@@ -185,8 +126,10 @@ def facts(
 
     Example: fleetctl facts -i inventory.yml --limit jetson-a1 --refresh
     """
-    results = probe_selected(inventory, group, limit, where, refresh, max_age, timeout,
-                     host_key_policy, state_dir)
+    from fleetctl.api import Selection
+
+    fleet = open_fleet(inventory, state_dir, host_key_policy=host_key_policy, timeout=timeout)
+    results = _probe(fleet, Selection(group, limit, tuple(where or ())), refresh, max_age)
     print(json.dumps({r.host.name: r.facts.to_json() if r.facts else
                       {"error": r.error, "detail": r.detail} for r in results}, indent=2))
     if any(not r.ok for r in results):

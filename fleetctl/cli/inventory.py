@@ -7,7 +7,7 @@ import json
 import typer
 from rich.table import Table
 
-from fleetctl.cli.common import GroupOpt, InventoryOpt, JsonOpt, LimitOpt, app, out
+from fleetctl.cli.common import GroupOpt, InventoryOpt, JsonOpt, LimitOpt, app, open_fleet, out
 
 inventory_app = typer.Typer(
     help="Read Ansible inventories (YAML or INI, group_vars/, host_vars/).\n\n"
@@ -24,12 +24,12 @@ def inventory_list(inventory: InventoryOpt = None, group: GroupOpt = None,
 
     Example: fleetctl inventory list -i inventories/example --limit 'factory-a:&orin'
     """
-    from fleetctl.inventory import load_inventory, redact
+    from fleetctl.api import Selection, redact_vars
 
-    hosts = load_inventory(inventory).select(limit, group)
+    hosts = open_fleet(inventory).hosts(Selection(group, limit))
     if as_json:
         print(json.dumps({h.name: {"address": h.address, "port": h.port, "user": h.user,
-                                   "groups": h.groups, "vars": redact(h.vars)}
+                                   "groups": h.groups, "vars": redact_vars(h.vars)}
                           for h in hosts}, indent=2, default=str))
         return
     table = Table(title=f"{len(hosts)} hosts")
@@ -46,9 +46,7 @@ def inventory_graph(inventory: InventoryOpt = None, as_json: JsonOpt = False) ->
 
     Example: fleetctl inventory graph -i inventories/example
     """
-    from fleetctl.inventory import load_inventory
-
-    inv = load_inventory(inventory)
+    inv = open_fleet(inventory).inventory
     if as_json:
         print(json.dumps({name: {"children": g.children, "hosts": g.hosts}
                           for name, g in inv.groups.items()}, indent=2))

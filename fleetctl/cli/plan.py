@@ -16,20 +16,21 @@ from fleetctl.cli.common import (
     JsonOpt,
     LimitOpt,
     MaxAgeOpt,
+    PackagesOpt,
     RefreshOpt,
     StateDirOpt,
     TimeoutOpt,
+    TtlOpt,
     WhereOpt,
     app,
+    err,
+    open_fleet,
     out,
     styled,
 )
+from fleetctl.cli.progress import ProbeProgress
+from fleetctl.cli.render import render_plan
 from fleetctl.errors import FleetError
-
-PackagesOpt = Annotated[Path | None, typer.Option(
-    "--packages", help="Package catalog folder \\[default: $FLEETCTL_PACKAGES, else packages/].")]
-TtlOpt = Annotated[float, typer.Option("--registry-ttl", help="Reuse registry answers up to "
-                                       "this many seconds old.")]
 
 packages_app = typer.Typer(
     help="The package catalog: one folder per package with package.yml and a compose "
@@ -39,11 +40,8 @@ packages_app = typer.Typer(
 app.add_typer(packages_app, name="packages")
 
 
-def load_catalog(path: Path | None):
-    from fleetctl.catalog import default_catalog_dir
-    from fleetctl.catalog import load_catalog as load
-
-    return load(path or default_catalog_dir())
+def _catalog(packages: Path | None):
+    return open_fleet(packages=packages).catalog
 
 
 @packages_app.command("list")
@@ -52,7 +50,7 @@ def packages_list(packages: PackagesOpt = None, as_json: JsonOpt = False) -> Non
 
     Example: fleetctl packages list --json
     """
-    catalog = load_catalog(packages)
+    catalog = _catalog(packages)
     if as_json:
         print(json.dumps([p.to_json() for p in catalog.packages.values()], indent=2))
         return
@@ -72,8 +70,7 @@ def packages_show(name: Annotated[str, typer.Argument(help="Package name or alia
 
     Example: fleetctl packages show open-webui
     """
-    package = load_catalog(packages).get(name)
-    data = package.to_json()
+    data = _catalog(packages).get(name).to_json()
     if as_json:
         print(json.dumps(data, indent=2))
         return
@@ -81,26 +78,6 @@ def packages_show(name: Annotated[str, typer.Argument(help="Package name or alia
         if isinstance(value, (list, dict)):
             value = json.dumps(value) if value else "-"
         out.print(styled((f"{key:12}", "bold"), f" {value}"), highlight=False)
-
-
-def make_plan(requests: list[str], inventory, group, limit, where, refresh, max_age,
-              timeout, host_key_policy, state_dir, packages, ttl, offline=None):
-    """Probe the selected hosts and plan the packages for them (shared with deploy);
-    ``offline``: the images to choose from instead of the registry's."""
-    from fleetctl.catalog import parse_request
-    from fleetctl.cli.fleet import probe_selected
-    from fleetctl.plan import make_plan as plan_for
-    from fleetctl.state import StateDB, default_state_dir
-
-    if not group and not limit:
-        raise FleetError("say which hosts: --group G or --limit PATTERN", exit_code=2)
-    catalog = load_catalog(packages)
-    wanted = [parse_request(r) for r in requests]
-    catalog.resolve(wanted)  # a bad request fails before any host is probed
-    results = probe_selected(inventory, group, limit, where, refresh, max_age, timeout,
-                             host_key_policy, state_dir)
-    db = StateDB(state_dir or default_state_dir())
-    return plan_for(catalog, wanted, results, db, ttl=ttl, offline=offline), catalog
 
 
 @app.command()
@@ -122,10 +99,15 @@ def plan(
 
     Example: fleetctl plan ollama --group factory-a --out plan.json
     """
+    from fleetctl.api import Selection
+
     if output not in ("table", "json"):
         raise FleetError(f"--format {output!r} should be table or json", exit_code=2)
-    result, _ = make_plan(requests, inventory, group, limit, where, refresh, max_age, timeout,
-                          host_key_policy, state_dir, packages, ttl)
+    fleet = open_fleet(inventory, state_dir, packages, host_key_policy, timeout, ttl)
+    selection = Selection(group, limit, tuple(where or ())).required()
+    with ProbeProgress(err, len(fleet.hosts(selection))) as progress:
+        result = fleet.plan(requests, selection, refresh=refresh, max_age=max_age,
+                            on_result=progress.update)
     if out_file:
         result.write(out_file)
     if output == "json":
@@ -136,50 +118,3 @@ def plan(
             out.print(f"plan written to {out_file}", highlight=False)
     if result.unreachable:
         raise typer.Exit(4)
-
-
-def render_plan(plan, console=out) -> None:
-    """The plan as a table, then its totals and the hosts that did not answer."""
-    from collections import Counter
-
-    from fleetctl.plan import transfer_by_site
-
-    table = Table(title=f"plan: {', '.join(plan.requests)}")
-    for column in ("host", "package", "action", "current", "target", "pull", "reason"):
-        table.add_column(column, overflow="fold")
-    colours = {"blocked": "red", "noop": "dim", "install": "green", "upgrade": "cyan",
-               "downgrade": "yellow"}
-    for e in plan.entries:
-        current = f"{e.current_version or '?'} {_short(e.current_digest)}" if e.current else "-"
-        target = f"{e.tag} {_short(e.digest)}" if e.digest else "-"
-        table.add_row(e.host, e.package, styled((e.action, colours[e.action])), current,
-                      target, _mib(e.pull_bytes), e.reason)
-    console.print(table)
-    counts = Counter(e.action for e in plan.entries)
-    total = sum(e.pull_bytes for e in plan.entries)
-    console.print(", ".join(f"{n} {a}" for a, n in counts.items()) + f"; {_mib(total)} to pull",
-                  highlight=False)
-    for site in transfer_by_site(plan):
-        at = (f", about {_duration(site.seconds)} at {site.rate * 8 / 1000:g} kbit/s"
-              if site.seconds is not None else "")
-        console.print(f"site {site.site}: {site.hosts} hosts pull {_mib(site.bytes)} over its "
-                      f"uplink{at}", highlight=False)
-    for host, why in plan.unreachable.items():
-        console.print(styled(("unreachable", "red"), f" {host}: {why}"), highlight=False)
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes \
-        else f"{secs}s"
-
-
-def _short(digest: str | None) -> str:
-    return f"@{digest[7:19]}" if digest else ""
-
-
-def _mib(size: int) -> str:
-    if not size:
-        return "-"
-    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"

@@ -106,3 +106,36 @@ def watching(journal: Journal, console: Console) -> Iterator[None]:
         journal.listeners.remove(listener)
         if isinstance(listener, LiveTable):
             listener.close()
+
+
+class ProbeProgress:
+    """Probe progress on ``console``: a bar on a terminal, one plain line per host
+    otherwise. Pass :meth:`update` as the probe's ``on_result``."""
+
+    def __init__(self, console: Console, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.console = console
+        self.progress = Progress(TextColumn("probing"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.description}"), console=console,
+                                 transient=True) if console.is_terminal else None
+        self.total = total
+
+    def __enter__(self) -> ProbeProgress:
+        if self.progress:
+            self.progress.start()
+            self.task = self.progress.add_task("", total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress:
+            self.progress.stop()
+
+    def update(self, result) -> None:
+        state = "cached" if result.cached else "ok" if result.ok else result.error
+        line = f"{result.host.name}: {state}" + ("" if result.cached else
+                                                 f" ({result.seconds:.2f}s)")
+        if self.progress:
+            self.progress.update(self.task, advance=1, description=line)
+        else:
+            self.console.print(f"probe: {line}", highlight=False)

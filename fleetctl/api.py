@@ -1,0 +1,435 @@
+"""fleetctl as a library: one :class:`Fleet` session over an inventory, a state
+directory and a package catalog, running the pipeline
+
+    inventory -> targets -> facts -> plan -> rollout -> journal and reports
+
+Every step returns typed results (probe results, a :class:`~fleetctl.plan.Plan`, a
+:class:`~fleetctl.journal.RolloutRecord`) and raises :class:`~fleetctl.errors.FleetError`
+with a one-line message and an exit code for anything the caller can fix. Progress
+reaches subscribers (:meth:`Fleet.subscribe`) as event dicts, the same ones the
+command line's live table, ``--events`` file and ``--json`` report are made from.
+The command line (:mod:`fleetctl.cli`) is this API plus argument parsing and
+rendering; a dashboard or another controller drives the same calls::
+
+    from fleetctl.api import Fleet, Selection
+
+    fleet = Fleet(inventory=Path("inventory.yml"))
+    plan = fleet.plan(["ollama:0.7.0"], Selection(group="factory-a"))
+    record = fleet.deploy(plan, fleet.options(steps="1,50%,100%"))
+    print(record.status)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from fleetctl import audit as audits
+from fleetctl.bundle import Verified
+from fleetctl.bundle_manifest import BundleManifest
+from fleetctl.catalog import Catalog, load_catalog, parse_duration, parse_request
+from fleetctl.errors import FleetError, InputError
+from fleetctl.inventory import Host, Inventory, load_inventory
+from fleetctl.inventory import redact as redact_vars
+from fleetctl.journal import Journal, RolloutRecord, new_rollout_id
+from fleetctl.keys import generate_key, key_id, load_private_key, trust_key
+from fleetctl.plan import Plan, refuse_downgrades
+from fleetctl.plan import make_plan as plan_hosts
+from fleetctl.playbook import Playbook, load_playbook, window_closed
+from fleetctl.probe import ProbeResult, probe_hosts, select_by_facts
+from fleetctl.registry import PlatformImage, RegistryClient
+from fleetctl.rollout import Context, Options
+from fleetctl.secrets import redact as redact_secrets
+from fleetctl.state import StateDB, default_state_dir
+from fleetctl.strategy import parse_policy, parse_steps
+from fleetctl.targets import host_key_policy as check_policy
+from fleetctl.targets import parse_where
+
+__all__ = ["WINDOW_CLOSED", "Audit", "Fleet", "Listener", "NothingToDo", "OpenedBundle",
+           "Selection", "generate_key", "key_id", "load_playbook", "load_private_key",
+           "redact_secrets", "redact_vars", "trust_key"]
+
+#: an event: {"at", "rollout", "host", "package", "phase", "detail"}
+Listener = Callable[[dict[str, Any]], None]
+#: exit status when a playbook's maintenance window is closed (nothing was touched)
+WINDOW_CLOSED = 5
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which hosts: an inventory group and/or an Ansible host pattern, then fact
+    selectors (``l4t>=36.4``)."""
+
+    group: str | None = None
+    limit: str | None = None
+    where: tuple[str, ...] = ()
+
+    def required(self) -> Selection:
+        """This selection, which must name hosts (a deploy never means "everything")."""
+        if not self.group and not self.limit:
+            raise InputError("say which hosts: --group G or --limit PATTERN")
+        return self
+
+
+@dataclass
+class Audit:
+    """What ``fleetctl audit`` reports: a row per host, totals and rule findings."""
+
+    results: list[ProbeResult]
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    findings: list[audits.Finding]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hosts": self.rows, "summary": self.summary,
+                "findings": [f.__dict__ for f in self.findings]}
+
+
+@dataclass
+class OpenedBundle:
+    """A verified, unpacked bundle: its playbook and catalog, and the images the plan
+    may choose from."""
+
+    signed_by: str
+    channel: str
+    sequence: int
+    note: str | None
+    folder: Path
+    offline: dict[str, list[PlatformImage]] = field(default_factory=dict)
+
+    @property
+    def playbook(self) -> Path:
+        return self.folder / "playbook.yml"
+
+    @property
+    def packages(self) -> Path:
+        return self.folder / "packages"
+
+
+class NothingToDo(Exception):
+    """Every host is already at its target (or unreachable): no rollout was started."""
+
+
+class Fleet:
+    """A session: an inventory, a state directory (journal, caches, keys) and a catalog,
+    opened once for many calls. Thread-safe as the state database is."""
+
+    def __init__(self, inventory: Path | None = None, state_dir: Path | None = None,
+                 packages: Path | None = None, *, host_key_policy: str | None = None,
+                 connect_timeout: float = 5.0, registry_ttl: float = 300.0) -> None:
+        if host_key_policy is not None:
+            check_policy({}, host_key_policy)
+        self.inventory_path = inventory
+        self.packages_path = packages
+        self.host_key_policy = host_key_policy
+        self.connect_timeout = connect_timeout
+        self.registry_ttl = registry_ttl
+        self.state_dir = state_dir or default_state_dir()
+        self._listeners: list[Listener] = []
+
+    # -- the session's inputs ------------------------------------------------------------------
+
+    @cached_property
+    def db(self) -> StateDB:
+        """The state database (made, private, on first use)."""
+        return StateDB(self.state_dir)
+
+    @cached_property
+    def journal(self) -> Journal:
+        journal = Journal(self.db)
+        journal.listeners = self._listeners     # subscribers before and after, one list
+        return journal
+
+    @cached_property
+    def inventory(self) -> Inventory:
+        return load_inventory(self.inventory_path)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        from fleetctl.catalog import default_catalog_dir
+
+        return load_catalog(self.packages_path or default_catalog_dir())
+
+    def hosts(self, selection: Selection) -> list[Host]:
+        """The inventory hosts a selection names (facts selectors not applied)."""
+        return self.inventory.select(selection.limit, selection.group)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Send every journal event to ``listener``; returns the call that stops it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    # -- facts ---------------------------------------------------------------------------------
+
+    def probe(self, selection: Selection, *, refresh: bool = False, max_age: float = 300.0,
+              on_result: Callable[[ProbeResult], None] = lambda _: None
+              ) -> list[ProbeResult]:
+        """Facts of the selected hosts (cached when fresh, probed otherwise), filtered by
+        the selection's fact selectors; hosts that did not answer are kept, last."""
+        selectors = [parse_where(w) for w in selection.where]
+        results = probe_hosts(self.hosts(selection), self.db, refresh=refresh,
+                              max_age=max_age, timeout=self.connect_timeout,
+                              policy_override=self.host_key_policy, on_result=on_result)
+        if not selectors:
+            return results
+        matched = select_by_facts(results, selectors)
+        if not matched:
+            raise InputError(f"--where {' '.join(selection.where)} matches none of the "
+                             f"{len(results)} selected hosts that answered")
+        return matched + [r for r in results if not r.ok]
+
+    def audit(self, selection: Selection, rules: Path | None = None, *,
+              refresh: bool = False, max_age: float = 300.0,
+              on_result: Callable[[ProbeResult], None] = lambda _: None) -> Audit:
+        """Probe and judge: a row per host, totals, and findings (rules, drift from what
+        the journal last left on each host)."""
+        checks = audits.load_rules(rules)
+        results = self.probe(selection, refresh=refresh, max_age=max_age, on_result=on_result)
+        return Audit(results, [audits.row(r) for r in results], audits.summary(results),
+                     audits.findings(results, checks, self.journal.last_known()))
+
+    # -- plans ---------------------------------------------------------------------------------
+
+    def plan(self, requests: list[str], selection: Selection, *, refresh: bool = True,
+             max_age: float = 0.0, catalog: Catalog | None = None,
+             offline: dict[str, list[PlatformImage]] | None = None,
+             on_result: Callable[[ProbeResult], None] = lambda _: None) -> Plan:
+        """Probe the selected hosts and decide per host which image each package runs;
+        ``offline``: the images to choose from instead of the registries'."""
+        selection.required()
+        catalog = catalog or self.catalog
+        wanted = [parse_request(r) for r in requests]
+        catalog.resolve(wanted)         # a bad request fails before any host is probed
+        results = self.probe(selection, refresh=refresh, max_age=max_age, on_result=on_result)
+        return plan_hosts(catalog, wanted, results, self.db, ttl=self.registry_ttl,
+                          offline=offline)
+
+    def read_plan(self, path: Path, request: str) -> Plan:
+        """A plan file for ``request``, refused when a tag it saw has moved since."""
+        plan = Plan.read(path)
+        if plan.requests != [request]:
+            raise InputError(f"{path} plans {' '.join(plan.requests)}, not {request}")
+        clients: dict[str, RegistryClient] = {}
+        for key, seen in plan.registry.items():
+            where, _, arch = key.rpartition("#")
+            registry, _, rest = where.partition("/")
+            repository, _, tag = rest.rpartition(":")
+            client = clients.setdefault(registry, RegistryClient(registry, self.db, ttl=0))
+            now = {i.arch: i.digest for i in client.images(repository, tag)}
+            if now.get(arch) != seen["digest"]:
+                raise InputError(f"{path} is stale: {repository}:{tag} ({arch}) now points at "
+                                 f"{now.get(arch) or 'nothing'}, the plan has "
+                                 f"{seen['digest']}; plan again")
+        return plan
+
+    def playbook_plan(self, book: Playbook, *, packages: Path | None = None,
+                      offline: dict[str, list[PlatformImage]] | None = None,
+                      on_result: Callable[[ProbeResult], None] = lambda _: None
+                      ) -> tuple[Plan, Catalog]:
+        """Probe a playbook's targets afresh and plan its packages (with its overrides
+        checked against the catalog)."""
+        catalog = load_catalog(packages) if packages else self.catalog
+        book.apply(catalog)     # an override naming a package not in the catalog fails now
+        plan = self.plan(book.requests, Selection(book.group, book.pattern, book.where),
+                         catalog=catalog, offline=offline, on_result=on_result)
+        return plan, catalog
+
+    # -- bundles -------------------------------------------------------------------------------
+
+    def create_bundle(self, book: Playbook, out: Path, sign_key: Path, *,
+                      channel: str = "default", sequence: int | None = None,
+                      expires: str | float = "90d",
+                      on_result: Callable[[ProbeResult], None] = lambda _: None
+                      ) -> BundleManifest:
+        """Plan a playbook and write one signed file with the plan, its packages and
+        every image blob it needs (each once, checked against its digest)."""
+        from fleetctl.bundle import contents_for, create
+        from fleetctl.bundle_manifest import check_channel
+        from fleetctl.registry import blob_fetcher
+
+        key = load_private_key(sign_key)
+        check_channel(channel)
+        lifetime = _duration(expires, "--expires")
+        playbook = book.path
+        plan, catalog = self.playbook_plan(book, on_result=on_result)
+        entries = [e for e in plan.entries if not e.blocked and e.target]
+        if not entries:
+            raise InputError(f"{playbook}: no host can take any of its packages; nothing to "
+                             f"bundle (see 'fleetctl run {playbook} --check')")
+        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        contents = contents_for(
+            playbook, plan.to_json(), [catalog.get(p).path for p in plan.packages],
+            [e.target for e in entries], book.name, channel,
+            int(now.timestamp()) if sequence is None else sequence,
+            now + dt.timedelta(seconds=lifetime or 0))
+        return create(out, contents, blob_fetcher(self.db), key)
+
+    def verify_bundle(self, path: Path, trust: list[Path], allow_downgrade: bool = False
+                      ) -> tuple[Verified, str | None]:
+        """Check a bundle (signature by a trusted key, every member, channel sequence and
+        expiry) without unpacking it; (what was verified, a note when a downgrade was
+        allowed)."""
+        from fleetctl.bundle import check_fresh, verify
+        from fleetctl.keys import trusted_keys
+
+        checked = verify(path, trusted_keys(trust, self.state_dir))
+        return checked, check_fresh(self.db, checked, allow_downgrade)
+
+    def open_bundle(self, path: Path, trust: list[Path], allow_downgrade: bool
+                    ) -> OpenedBundle:
+        """Verify a bundle (signature by a trusted key, every member, its channel's
+        sequence and expiry) while unpacking it into the state dir, and record it as
+        accepted. Nothing else is touched before this succeeds."""
+        from fleetctl.bundle import BundleError, accept, check_fresh, verify
+        from fleetctl.keys import trusted_keys
+        from fleetctl.statedir import private_dir
+
+        try:
+            with path.open("rb") as f:  # its manifest comes first: this names the bundle
+                name = hashlib.sha256(f.read(1 << 20)).hexdigest()[:16]
+        except OSError as exc:
+            raise BundleError(f"{path}: {exc.strerror}") from None
+        folder = private_dir(self.state_dir / "bundles") / name
+        checked = verify(path, trusted_keys(trust, self.state_dir),
+                         (folder, self.state_dir / "blobs"))
+        note = check_fresh(self.db, checked, allow_downgrade)
+        accept(self.db, checked)
+        plan_doc = json.loads((folder / "plan.json").read_text())
+        return OpenedBundle(checked.signed_by, checked.manifest.channel,
+                            checked.manifest.sequence, note, folder,
+                            checked.platform_images(plan_doc))
+
+    # -- rollouts ------------------------------------------------------------------------------
+
+    def options(self, *, steps: str | list[str] = "1,100%", max_failures: str | int = "1",
+                failure_scope: str = "step", unreachable: str = "deferred",
+                canaries: list[str] | None = None, pause: str | None = None,
+                gate_timeout: str | float | None = None, keep: int = 3,
+                rollback_all: bool = False, break_lock: bool = False,
+                delivery: str | None = None, via_seed: bool = False,
+                stage_only: bool = False, **more: Any) -> Options:
+        """Rollout options from the values a person writes (``1,50%,100%``, ``5m``),
+        each checked; InputError naming the option otherwise."""
+        from fleetctl.delivery import MODES
+
+        policy = parse_policy(max_failures, failure_scope, unreachable)
+        if pause not in (None, "manual"):
+            _duration(pause, "--pause")
+        if delivery is not None and delivery not in MODES:
+            raise InputError(f"--delivery {delivery!r} should be one of {', '.join(MODES)}")
+        return Options(
+            steps=parse_steps(steps) if isinstance(steps, str) else list(steps),
+            max_failures=policy.max_failures, failure_scope=policy.scope,
+            unreachable=policy.unreachable, canaries=list(canaries or []), pause=pause,
+            gate_timeout=_duration(gate_timeout, "--gate-timeout"), keep_releases=keep,
+            rollback_all=rollback_all, break_lock=break_lock,
+            connect_timeout=self.connect_timeout, delivery=delivery, via_seed=via_seed,
+            stage_only=stage_only, **more)
+
+    def playbook_options(self, book: Playbook, *, ignore_window: bool = False,
+                         bundle: OpenedBundle | None = None, **flags: Any) -> Options:
+        """A playbook's strategy and window as rollout options (``flags``: delivery,
+        via_seed, stage_only, break_lock); FleetError, exit 5, when its window is
+        closed."""
+        window = book.window.to_json() if book.window and not ignore_window and \
+            not flags.get("stage_only") else None
+        closed = window_closed(window)
+        if closed:
+            raise FleetError(f"{book.path}: {closed}; run it then, or pass --ignore-window",
+                             exit_code=WINDOW_CLOSED)
+        return self.options(
+            steps=list(book.steps), canaries=list(book.canary), pause=book.pause,
+            max_failures=book.max_failures, failure_scope=book.failure_scope,
+            unreachable=book.unreachable, gate_timeout=book.gate_timeout, keep=book.keep,
+            rollback_all=book.rollback_all, window=window,
+            playbook={"path": str(book.path.resolve()), "sha256": book.sha256},
+            bundle=str(bundle.folder) if bundle else None, **flags)
+
+    @staticmethod
+    def check_plan(plan: Plan, allow_downgrade: bool = False) -> bool:
+        """Whether the plan changes any host. FleetError (exit 1) when its request
+        matched no host that can take it, with the reasons; InputError when it
+        downgrades hosts and that is not allowed."""
+        if not any(e.action not in ("noop", "blocked") for e in plan.entries):
+            if plan.entries and all(e.blocked for e in plan.entries):
+                reasons = sorted({f"{e.host}: {e.reason}" for e in plan.entries})
+                raise FleetError(f"no host can take {' '.join(plan.requests)}: "
+                                 f"{'; '.join(reasons[:3])}"
+                                 + (f" (and {len(reasons) - 3} more)" if len(reasons) > 3
+                                    else ""))
+            return False
+        refuse_downgrades(plan, allow_downgrade)
+        return True
+
+    def deploy(self, plan: Plan, options: Options, *, allow_downgrade: bool = False
+               ) -> RolloutRecord:
+        """Roll a plan out; the journal record at its end (completed, failed, paused,
+        incomplete). NothingToDo when every host is at its target; the errors of
+        :meth:`check_plan` otherwise."""
+        if not self.check_plan(plan, allow_downgrade):
+            raise NothingToDo()
+        from fleetctl import rollout
+
+        ctx = self._context()
+        return self._done(rollout.run(ctx, rollout.start(ctx, new_rollout_id(), plan,
+                                                          options)))
+
+    def resume(self, rollout_id: str) -> RolloutRecord:
+        """Continue an interrupted, paused (also: promote) or incomplete rollout."""
+        from fleetctl import rollout
+
+        return self._done(rollout.resume(self._context(), rollout_id))
+
+    promote = resume
+
+    def rollback(self, rollout_id: str) -> RolloutRecord:
+        """Undo a rollout on every host it touched (what each ran before, no pulls)."""
+        from fleetctl import rollout
+
+        return self._done(rollout.rollback_rollout(self._context(), rollout_id))
+
+    def rollback_package(self, package: str, selection: Selection, *, to: str | None = None,
+                         gate_timeout: str | float | None = None,
+                         break_lock: bool = False) -> RolloutRecord:
+        """Put a package back to its previous release (or ``to``) on the selected hosts."""
+        from fleetctl.rollback import rollback_package
+
+        ctx = self._context()
+        hosts = [h.name for h in self.hosts(selection.required())]
+        return self._done(rollback_package(ctx, ctx.catalog.get(package), hosts, to,
+                                           _duration(gate_timeout, "--gate-timeout"),
+                                           break_lock, self.connect_timeout))
+
+    def status(self, rollout_id: str) -> RolloutRecord:
+        return self.journal.get(rollout_id)
+
+    def rollouts(self, limit: int = 20) -> list[RolloutRecord]:
+        return self.journal.list(limit)
+
+    def history(self, package: str | None = None, host: str | None = None
+                ) -> list[dict[str, Any]]:
+        return self.journal.history(package, host)
+
+    def _context(self) -> Context:
+        return Context(self.journal, self.db, self.catalog, self.inventory.hosts,
+                       self.host_key_policy)
+
+    def _done(self, record: RolloutRecord) -> RolloutRecord:
+        """Hosts a rollout touched are probed afresh next time."""
+        self.db.forget_facts(sorted({s.host for s in record.hosts}))
+        return record
+
+
+def _duration(value: str | float | None, flag: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise InputError(f"{flag} {value!r} should be a duration such as 30s or 5m") from None
