@@ -32,7 +32,7 @@ def rollback_package(ctx: Context, package: Package, hosts: list[str], to: str |
     options = Options(steps=["100%"], gate_timeout=gate_timeout, break_lock=break_lock,
                       connect_timeout=timeout)
     request = package.name + (f" --to {to}" if to else "")
-    ctx.journal.create(rid, "rollback", request, [package.name], [hosts], options.__dict__,
+    ctx.journal.create(rid, "rollback", request, [package.name], [hosts], options.to_json(),
                        {}, [HostState(h, package.name, 0, "pending") for h in hosts], hosts,
                        break_lock)
     record = ctx.journal.get(rid)

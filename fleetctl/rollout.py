@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,8 +48,12 @@ from fleetctl.ssh import Connection, HostKeyPolicy, SSHFailure, connect
 from fleetctl.state import StateDB
 from fleetctl.strategy import FailurePolicy, batches, order_canaries_first
 from fleetctl.targets import host_key_policy, target_for
+from fleetctl.typed import build, expect
 
 WORKERS = 16
+#: the version of :meth:`Options.to_json`; a change of fields bumps it, and
+#: :meth:`Options.from_json` reads every earlier one
+OPTIONS_SCHEMA = 1
 #: seconds a package's testinfra tests get even when the health wait used up the gate
 TESTS_MIN_TIME = 60.0
 FAILED = ("failed", "reverted", "revert-failed")
@@ -80,6 +84,22 @@ class Options:
     @property
     def policy(self) -> FailurePolicy:
         return FailurePolicy(self.max_failures, self.failure_scope, self.unreachable)
+
+    def to_json(self) -> dict[str, Any]:
+        """The options as the journal stores them, with their schema version."""
+        return {"schema": OPTIONS_SCHEMA, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, doc: Any, where: str = "journal options") -> Options:
+        """Options read back from the journal, each field's type checked; journals
+        written before the schema version (schema 0) hold the same fields."""
+        doc = dict(expect(doc, (dict,), where))
+        schema = doc.pop("schema", 0)
+        if schema not in (0, OPTIONS_SCHEMA):
+            raise FleetError(f"{where}: schema {schema!r} is newer than this fleetctl "
+                             f"({OPTIONS_SCHEMA}); use the fleetctl that wrote it",
+                             exit_code=2)
+        return build(cls, doc, where)
 
 
 @dataclass
@@ -151,13 +171,14 @@ def start(ctx: Context, rollout_id: str, plan: Plan, options: Options) -> Rollou
                                 to_release=rollout_id,
                                 error=entry.reason if entry.blocked else None))
     ctx.journal.create(rollout_id, "deploy", " ".join(plan.requests), plan.packages, steps,
-                       options.__dict__, plan.to_json(), states, targeted, options.break_lock)
+                       options.to_json(), plan.to_json(), states, targeted,
+                       options.break_lock)
     return ctx.journal.get(rollout_id)
 
 
 def run(ctx: Context, record: RolloutRecord) -> RolloutRecord:
     """Run (or continue) a rollout to its end, a breach, or a manual pause."""
-    options = Options(**record.options)
+    options = Options.from_json(record.options, f"rollout {record.id}: options")
     plan = Plan.from_json(record.plan)
     ctx = with_playbook(with_delivery(ctx, options, plan), options)
     journal = ctx.journal
@@ -713,7 +734,7 @@ def rollback_rollout(ctx: Context, rollout_id: str) -> RolloutRecord:
     if record.shown_status == "running":
         raise FleetError(f"rollout {rollout_id} is still running ({record.controller}); stop "
                          f"it first", exit_code=3)
-    options = Options(**record.options)
+    options = Options.from_json(record.options, f"rollout {record.id}: options")
     ctx = with_playbook(with_delivery(ctx, options, Plan.from_json(record.plan)), options)
     hosts = list(dict.fromkeys(s.host for s in record.hosts))
     ctx.journal.claim(rollout_id, record.packages, hosts, break_lock=True)

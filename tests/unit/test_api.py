@@ -88,3 +88,18 @@ def test_subscribers_get_journal_events_and_can_leave(tmp_path: Path) -> None:
     leave()
     fleet.journal.note("r1", None, None, "second", "y")
     assert seen == ["created"]
+
+
+def test_options_in_the_journal_carry_a_schema_and_read_back_typed() -> None:
+    from fleetctl.rollout import OPTIONS_SCHEMA, Options
+
+    options = Options(steps=["1", "100%"], pause="manual", gate_timeout=30.0,
+                      playbook={"path": "/p.yml", "sha256": "ab"})
+    stored = options.to_json()
+    assert stored["schema"] == OPTIONS_SCHEMA and Options.from_json(stored) == options
+    older = {k: v for k, v in stored.items() if k != "schema"}     # before the schema
+    assert Options.from_json(older) == options
+    with pytest.raises(FleetError, match="options.keep_releases: expected int"):
+        Options.from_json({**stored, "keep_releases": "3"}, "rollout r1: options")
+    with pytest.raises(FleetError, match="schema 99 is newer than this fleetctl"):
+        Options.from_json({**stored, "schema": 99})
