@@ -99,7 +99,7 @@ def test_options_in_the_journal_carry_a_schema_and_read_back_typed() -> None:
     assert stored["schema"] == OPTIONS_SCHEMA and Options.from_json(stored) == options
     older = {k: v for k, v in stored.items() if k != "schema"}     # before the schema
     assert Options.from_json(older) == options
-    with pytest.raises(FleetError, match="options.keep_releases: expected int"):
+    with pytest.raises(FleetError, match=r"options\.keep_releases: expected int"):
         Options.from_json({**stored, "keep_releases": "3"}, "rollout r1: options")
     with pytest.raises(FleetError, match="schema 99 is newer than this fleetctl"):
         Options.from_json({**stored, "schema": 99})
