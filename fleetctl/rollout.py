@@ -113,6 +113,8 @@ class Context:
     host_key_policy: str | None = None
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    #: (host, timeout) -> an open connection; None: SSH to the inventory host
+    connect: Callable[[str, float], Connection] | None = None
     package_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
     blobs: BlobStore | None = None                      # images for ssh delivery
     limits: dict[str, RateLimit] = field(default_factory=dict)     # site -> uplink cap
@@ -281,7 +283,10 @@ def parallel(work: Callable[[str], Any], hosts: list[str]) -> list[Any]:
 
 
 def connect_host(ctx: Context, host: str, timeout: float) -> Connection:
-    """A verified connection to an inventory host (SSHFailure with the reason)."""
+    """A verified connection to an inventory host (SSHFailure with the reason), through
+    the context's ``connect`` when it has one (a fake device in tests)."""
+    if ctx.connect is not None:
+        return ctx.connect(host, timeout)
     inventory_host = ctx.hosts[host]
     mode = host_key_policy(inventory_host.vars, ctx.host_key_policy)
     return connect(target_for(inventory_host), policy=HostKeyPolicy(mode, ctx.db.known_hosts),
@@ -657,7 +662,8 @@ def _stop(ctx: Context, record: RolloutRecord, plan: Plan, options: Options, ind
     to_undo = [h for h in hosts if any(s.phase == "committed" for s in states[h])]
     parallel(lambda h: _undo_host(ctx, record, options, h), to_undo)
     for state in journal.get(record.id).hosts:
-        if state.phase in ("pending", "deferred"):
+        # an unreachable host counted as failed keeps its reason
+        if state.phase in ("pending", "deferred") and state.host not in failed:
             journal.set_host(record.id, state.host, state.package, "cancelled",
                              error=f"not started: the rollout stopped at step {index + 1}")
     message = (f"stopped at step {index + 1} of {len(record.steps)}: failed on "

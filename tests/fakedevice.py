@@ -1,0 +1,189 @@
+"""An in-memory Jetson for testing the rollout engine without SSH: it answers the device
+steps of ``fleetctl/device.sh`` (lock, stage, activate, containers, commit, releases,
+switch, remove, unlock) and the probe from a state it keeps, and can be told to fail
+a step, drop its link after a step, never get healthy on a release, or be unreachable.
+
+The engine talks to it exactly as to a real connection (``run`` with a script on
+stdin, ``http_get`` for health checks); nothing of the engine is replaced.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fleetctl.device import script_for
+from fleetctl.facts import PROBE_SCRIPT
+from fleetctl.ssh import Result, SSHFailure
+from fleetctl.targets import Target
+
+SAMPLE = (Path(__file__).parent / "unit" / "probe_outputs" / "lab-orin-nano-jp62.txt").read_text()
+
+
+@dataclass
+class Running:
+    release: str
+    image: str
+    version: str
+    restarts: int = 0
+
+
+@dataclass
+class FakeDevice:
+    """One host with one package's releases."""
+
+    name: str
+    package: str = "app"
+    images: set[str] = field(default_factory=set)          # name@digest on the host
+    releases: dict[str, tuple[str, str]] = field(default_factory=dict)  # rel: (image, version)
+    current: str | None = None
+    previous: str | None = None
+    running: Running | None = None
+    #: digests whose release never answers its health check, or crash-loops
+    unhealthy: set[str] = field(default_factory=set)
+    crashing: set[str] = field(default_factory=set)
+    versions: dict[str, str] = field(default_factory=dict)     # digest -> version label
+    fail_step: dict[str, str] = field(default_factory=dict)   # step -> error it prints
+    drop_after: str | None = None       # the link drops once this step has run
+    unreachable: bool = False
+    dropped: bool = False
+    steps: list[str] = field(default_factory=list)
+    audit: list[str] = field(default_factory=list)
+    lock: str | None = None
+
+    # -- what the engine calls --------------------------------------------------------------
+
+    @property
+    def target(self) -> Target:
+        return Target(self.name, f"fake-{self.name}")
+
+    def run(self, script: str, *, command: str = "sh -s",
+            command_timeout: float = 60.0) -> Result:
+        self._alive()
+        if script == PROBE_SCRIPT:
+            return Result(self._probe(), "", 0)
+        step = script.rstrip().rsplit("\n", 1)[-1].removeprefix("do_")
+        values = dict(word.split("=", 1) for word in
+                      shlex.split(script[len(script_for(step)):].rsplit("\n", 2)[0]))
+        self.steps.append(step)
+        if step in self.fail_step:
+            return Result("", self.fail_step[step] + "\n", 1)
+        out = getattr(self, f"_{step}")(values)
+        if self.drop_after == step:
+            self.dropped = True
+        return Result(out, "", 0)
+
+    def http_get(self, host: str, port: int, path: str, timeout: float = 5.0
+                 ) -> tuple[int, str]:
+        self._alive()
+        healthy = self.running and self._digest(self.running.image) not in self.unhealthy
+        return (200, "{}") if healthy else (0, "connection refused")
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> FakeDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def connect(self) -> FakeDevice:
+        if self.unreachable:
+            raise SSHFailure("timeout", f"no answer from {self.name}")
+        self.dropped = False
+        return self
+
+    # -- the device steps ---------------------------------------------------------------------
+
+    def _lock(self, v: dict[str, str]) -> str:
+        self.lock = v["ID"]
+        return "acquired\n"
+
+    def _unlock(self, v: dict[str, str]) -> str:
+        self.audit.append(v["LINE"])
+        if self.lock == v["ID"]:
+            self.lock = None
+        return ""
+
+    def _stage(self, v: dict[str, str]) -> str:
+        self.releases[v["REL"]] = (v["IMAGE"], "")
+        if v["IMAGE"] in self.images:
+            return "present\n"
+        self.images.add(v["IMAGE"])
+        return "pulled\n"
+
+    def _activate(self, v: dict[str, str]) -> str:
+        image, _ = self.releases[v["REL"]]
+        self.running = Running(v["REL"], image, self._version(v["REL"]),
+                               restarts=2 if self._digest(image) in self.crashing else 0)
+        return ""
+
+    def _containers(self, v: dict[str, str]) -> str:
+        if self.running is None:
+            return ""
+        state = "exited" if self.running.restarts >= 2 else "running"
+        return (f"/{self.package}-1|{state}|none|{self.running.restarts}|"
+                f"{self.running.release}\n")
+
+    def _commit(self, v: dict[str, str]) -> str:
+        if self.current and self.current != v["REL"]:
+            self.previous = self.current
+        self.current = v["REL"]
+        return f"previous={self.previous or ''}\n"
+
+    def _releases(self, v: dict[str, str]) -> str:
+        lines = [f"current={self.current or ''}", f"previous={self.previous or ''}"]
+        lines += [f"release={rel} {image}" for rel, (image, _) in self.releases.items()]
+        return "\n".join(lines) + "\n"
+
+    def _switch(self, v: dict[str, str]) -> str:
+        image, _ = self.releases[v["REL"]]
+        self.running = Running(v["REL"], image, self._version(v["REL"]))
+        if v["CURRENT"] == "1":
+            if self.current and self.current != v["REL"]:
+                self.previous = self.current
+            self.current = v["REL"]
+        return ""
+
+    def _remove(self, v: dict[str, str]) -> str:
+        self.running = None
+        if v["CURRENT"] == "1":
+            self.current = None
+        return ""
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def install(self, release: str, image: str, version: str) -> None:
+        """Make the host run ``image`` as committed release ``release`` already."""
+        self.images.add(image)
+        self.releases[release] = (image, version)
+        self.current = release
+        self.running = Running(release, image, version)
+
+    def _alive(self) -> None:
+        if self.dropped:
+            raise SSHFailure("ssh failed", f"{self.name}: the connection dropped")
+
+    @staticmethod
+    def _digest(image: str) -> str:
+        return image.rpartition("@")[2]
+
+    def _version(self, release: str) -> str:
+        return self.releases[release][1] or self.versions.get(
+            self._digest(self.releases[release][0]), "")
+
+    def _probe(self) -> str:
+        ps, images = "", ""
+        if self.running:
+            r = self.running
+            state = "exited" if r.restarts >= 2 else "running"
+            ps = (f"{self.package}-1\t{r.image}\t{state}\tUp 1 minute\t{self.package}\t"
+                  f"{self.package}\t{r.version}\t{r.release}\n")
+        for image in sorted(self.images):
+            name, _, digest = image.partition("@")
+            images += f"{name}\t<none>\t{digest}\tsha256:{'0' * 64}\t1MB\n"
+        return (SAMPLE.replace("@@fleetctl:docker_ps\n", f"@@fleetctl:docker_ps\n{ps}")
+                .replace("@@fleetctl:docker_images\n", f"@@fleetctl:docker_images\n{images}")
+                .replace("jetson-a1", self.name))

@@ -1,0 +1,239 @@
+"""The rollout engine against in-memory devices and a fake clock: every phase of a host
+and every branch of the failure policy, without SSH. The lab tests are the end-to-end
+proof; these pin down the engine's decisions (and fail when one of them changes)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from fleetctl import rollout
+from fleetctl.catalog import load_package
+from fleetctl.errors import FleetError
+from fleetctl.facts import parse_probe
+from fleetctl.inventory import Host
+from fleetctl.journal import Journal
+from fleetctl.plan import Plan, PlanEntry, preflight
+from fleetctl.rollout import Context, Options
+from fleetctl.state import StateDB
+
+from ..fakedevice import SAMPLE, FakeDevice
+
+OLD = "127.0.0.1:5000/acme/app@sha256:" + "0" * 64
+NEW = "127.0.0.1:5000/acme/app@sha256:" + "1" * 64
+PACKAGE = """\
+name: app
+image: acme/app
+versions: [{version: "2.0", default: true}, "1.0"]
+health: {http: "http://{{ check_address }}:8080/health", interval: 2s, timeout: 10s, retries: 2}
+"""
+TEMPLATE = "services:\n  app:\n    image: {{ image }}\n"
+_ids = itertools.count()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Fleet:
+    """Devices h1..hN running app 1.0 (OLD), a plan to 2.0 (NEW), and the engine's
+    context wired to them."""
+
+    def __init__(self, tmp_path: Path, count: int) -> None:
+        folder = tmp_path / "catalog" / "app"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "compose.yml.j2").write_text(TEMPLATE)
+        (folder / "package.yml").write_text(PACKAGE)
+        self.package = load_package(folder / "package.yml")
+        self.names = [f"h{i}" for i in range(1, count + 1)]
+        self.devices = {n: FakeDevice(n, versions={OLD[-71:]: "1.0", NEW[-71:]: "2.0"})
+                        for n in self.names}
+        for device in self.devices.values():
+            device.install("r-old", OLD, "1.0")
+        from fleetctl.catalog import Catalog
+
+        self.clock = Clock()
+        db = StateDB(tmp_path / f"state{next(_ids)}")
+        self.ctx = Context(Journal(db), db, Catalog([self.package], tmp_path / "catalog"),
+                           {n: Host(n, {"site": "s"}, ["g"], "test") for n in self.names},
+                           sleep=self.clock.sleep, clock=self.clock,
+                           connect=lambda host, timeout: self.devices[host].connect())
+
+    def plan(self) -> Plan:
+        entries = [PlanEntry(n, "app", "upgrade", "2.0 fits", version="2.0", tag="2.0",
+                             target=NEW, digest=NEW.rpartition("@")[2], current=OLD,
+                             current_digest=OLD.rpartition("@")[2], current_version="1.0",
+                             l4t="36.4.3", module="orin-nano")
+                   for n in self.names]
+        return Plan(["app:2.0"], ["app"], entries)
+
+    def deploy(self, **options) -> rollout.RolloutRecord:
+        record = rollout.start(self.ctx, f"r{next(_ids)}", self.plan(),
+                               Options(**{"canaries": ["h1"], **options}))
+        return rollout.run(self.ctx, record)
+
+    def phases(self, record) -> dict[str, str]:
+        return {s.host: s.phase for s in self.ctx.journal.get(record.id).hosts}
+
+    def runs(self) -> dict[str, str]:
+        """Which image each device runs: 'old', 'new' or 'nothing'."""
+        return {n: {OLD: "old", NEW: "new"}[d.running.image] if d.running else "nothing"
+                for n, d in self.devices.items()}
+
+
+def test_a_healthy_rollout_commits_canary_first_then_the_rest(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, 3)
+    record = fleet.deploy(steps=["1", "100%"])
+    assert record.status == "completed" and record.steps == [["h1"], ["h2", "h3"]]
+    assert fleet.phases(record) == {"h1": "committed", "h2": "committed", "h3": "committed"}
+    assert fleet.runs() == {"h1": "new", "h2": "new", "h3": "new"}
+    device = fleet.devices["h1"]
+    assert (device.current, device.previous, device.lock) == (record.id, "r-old", None)
+    assert device.steps[:3] == ["lock", "releases", "stage"]
+    assert "result=committed" in device.audit[-1]
+
+
+def test_a_failed_gate_reverts_the_canary_and_never_commits(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, 3)
+    fleet.devices["h1"].unhealthy.add(NEW.rpartition("@")[2])
+    record = fleet.deploy(steps=["1", "100%"])
+    assert record.status == "failed"
+    assert fleet.phases(record) == {"h1": "reverted", "h2": "cancelled", "h3": "cancelled"}
+    assert fleet.runs() == {"h1": "old", "h2": "old", "h3": "old"}
+    assert "commit" not in fleet.devices["h1"].steps
+    assert fleet.devices["h1"].current == "r-old"
+    assert fleet.devices["h2"].steps == []          # never touched
+    [canary] = [s for s in fleet.ctx.journal.get(record.id).hosts if s.host == "h1"]
+    assert canary.error.startswith("gate: not healthy within 10s")
+
+
+def test_a_crash_loop_fails_the_gate_at_once(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, 2)
+    fleet.devices["h1"].crashing.add(NEW.rpartition("@")[2])
+    started = fleet.clock.now
+    record = fleet.deploy()
+    assert fleet.phases(record)["h1"] == "reverted" and fleet.clock.now - started < 10
+    assert "crash-looping" in record.hosts[0].error
+
+
+@pytest.mark.parametrize(("rollback_all", "first"), [(False, "new"), (True, "old")])
+def test_rollback_all_reverts_earlier_steps_too(tmp_path: Path, rollback_all: bool,
+                                                first: str) -> None:
+    fleet = Fleet(tmp_path, 3)
+    fleet.devices["h2"].unhealthy.add(NEW.rpartition("@")[2])
+    record = fleet.deploy(steps=["1", "1", "1"], rollback_all=rollback_all)
+    assert record.status == "failed" and record.steps == [["h1"], ["h2"], ["h3"]]
+    assert fleet.runs() == {"h1": first, "h2": "old", "h3": "old"}
+    assert fleet.phases(record)["h1"] == ("rolled-back" if rollback_all else "committed")
+
+
+@pytest.mark.parametrize(("scope", "status", "h4"), [("step", "completed", "new"),
+                                                     ("cumulative", "failed", "old")])
+def test_failure_scope_counts_per_step_or_in_all(tmp_path: Path, scope: str, status: str,
+                                                 h4: str) -> None:
+    fleet = Fleet(tmp_path, 4)
+    for host in ("h2", "h3"):
+        fleet.devices[host].unhealthy.add(NEW.rpartition("@")[2])
+    record = fleet.deploy(steps=["1", "1", "1", "1"], max_failures="2", failure_scope=scope)
+    assert record.status == status
+    assert fleet.runs()["h4"] == h4
+
+
+def test_a_percentage_is_breached_only_when_exceeded(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, 4)
+    fleet.devices["h2"].unhealthy.add(NEW.rpartition("@")[2])
+    record = fleet.deploy(steps=["1", "100%"], max_failures="34%")   # 1 of 3 = 33%
+    assert record.status == "completed"
+    assert fleet.phases(record)["h2"] == "reverted"
+
+
+def test_a_failed_stage_changes_nothing_running(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, 2)
+    fleet.devices["h1"].fail_step["stage"] = "write /opt/fleetctl: no space left on device"
+    record = fleet.deploy()
+    assert fleet.phases(record) == {"h1": "failed", "h2": "cancelled"}
+    assert fleet.runs() == {"h1": "old", "h2": "old"}
+    assert "no space left on device" in record.hosts[0].error
+    assert "activate" not in fleet.devices["h1"].steps
+
+
+def test_an_unreachable_host_is_deferred_then_resumed(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, 3)
+    fleet.devices["h3"].unreachable = True
+    record = fleet.deploy(steps=["1", "100%"])
+    assert record.status == "incomplete"
+    assert fleet.phases(record) == {"h1": "committed", "h2": "committed", "h3": "deferred"}
+    fleet.devices["h3"].unreachable = False
+    resumed = rollout.resume(fleet.ctx, record.id)
+    assert resumed.status == "completed" and fleet.runs()["h3"] == "new"
+
+
+def test_unreachable_counted_as_failed_stops_the_rollout(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, 3)
+    fleet.devices["h1"].unreachable = True
+    record = fleet.deploy(steps=["1", "100%"], unreachable="failed")
+    assert record.status == "failed"
+    assert fleet.phases(record) == {"h1": "deferred", "h2": "cancelled", "h3": "cancelled"}
+
+
+def test_a_host_lost_after_activate_stops_the_rollout(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, 3)
+    fleet.devices["h1"].drop_after = "activate"
+    record = fleet.deploy(steps=["1", "100%"])
+    assert record.status == "incomplete" and "state is unknown" in record.message
+    assert fleet.phases(record) == {"h1": "activated", "h2": "pending", "h3": "pending"}
+    fleet.devices["h1"].drop_after = None
+    resumed = rollout.resume(fleet.ctx, record.id)
+    assert resumed.status == "completed"
+    assert fleet.runs() == {"h1": "new", "h2": "new", "h3": "new"}
+
+
+def test_resume_is_refused_on_a_finished_rollout(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, 2)
+    record = fleet.deploy()
+    with pytest.raises(FleetError, match="is completed: nothing to resume"):
+        rollout.resume(fleet.ctx, record.id)
+
+
+def test_a_manual_pause_then_promote(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, 3)
+    record = fleet.deploy(steps=["1", "100%"], pause="manual")
+    assert record.status == "paused" and fleet.runs() == {"h1": "new", "h2": "old",
+                                                          "h3": "old"}
+    assert rollout.resume(fleet.ctx, record.id).status == "completed"
+
+
+def test_rollback_of_a_rollout_returns_every_host(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, 3)
+    record = fleet.deploy(steps=["1", "100%"])
+    undone = rollout.rollback_rollout(fleet.ctx, record.id)
+    assert undone.status == "rolled-back"
+    assert fleet.runs() == {"h1": "old", "h2": "old", "h3": "old"}
+    assert all(d.current == "r-old" for d in fleet.devices.values())
+
+
+def test_a_host_already_at_the_target_is_a_noop(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, 2)
+    fleet.devices["h2"].install("r-new", NEW, "2.0")
+    plan = fleet.plan()
+    record = rollout.run(fleet.ctx, rollout.start(fleet.ctx, "rn", plan,
+                                                  Options(canaries=["h1"])))
+    assert fleet.phases(record)["h2"] == "noop"
+    assert fleet.devices["h2"].steps.count("stage") == 0
+
+
+def test_preflight_counts_the_image_size(tmp_path: Path) -> None:
+    facts = parse_probe(SAMPLE)
+    package = Fleet(tmp_path, 1).package
+    assert all(c.ok for c in preflight(facts, package, 10 * 2**20))
+    [disk] = [c for c in preflight(facts, package, 5 * 2**30) if c.name == "disk"]
+    assert not disk.ok and "MiB needed" in disk.detail
