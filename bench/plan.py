@@ -29,11 +29,11 @@ from benchlab import ROOT, default_spec, fleetctl, own_the_lab
 
 sys.path.insert(0, str(ROOT))
 
-from fleetctl.catalog import Request, load_catalog
-from fleetctl.inventory import load_inventory
+from fleetctl.catalog.packages import Request, load_catalog
+from fleetctl.catalog.registry import RegistryClient
+from fleetctl.facts.probe import probe_hosts
+from fleetctl.inventory.ansible import load_inventory
 from fleetctl.plan import make_plan
-from fleetctl.probe import probe_hosts
-from fleetctl.registry import RegistryClient
 from fleetctl.state import StateDB
 
 

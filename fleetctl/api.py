@@ -4,7 +4,7 @@ directory and a package catalog, running the pipeline
     inventory -> targets -> facts -> plan -> rollout -> journal and reports
 
 Every step returns typed results (probe results, a :class:`~fleetctl.plan.Plan`, a
-:class:`~fleetctl.journal.RolloutRecord`) and raises :class:`~fleetctl.errors.FleetError`
+:class:`~fleetctl.rollout.journal.RolloutRecord`) and raises :class:`~fleetctl.errors.FleetError`
 with a one-line message and an exit code for anything the caller can fix. Progress
 reaches subscribers (:meth:`Fleet.subscribe`) as event dicts, the same ones the
 command line's live table, ``--events`` file and ``--json`` report are made from.
@@ -30,26 +30,26 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from fleetctl import audit as audits
-from fleetctl.bundle import Verified
-from fleetctl.bundle_manifest import BundleManifest
-from fleetctl.catalog import Catalog, load_catalog, parse_duration, parse_request
+from fleetctl.catalog.packages import Catalog, load_catalog, parse_duration, parse_request
+from fleetctl.catalog.registry import PlatformImage, RegistryClient
+from fleetctl.delivery.bundle import Verified
+from fleetctl.delivery.bundle_manifest import BundleManifest
+from fleetctl.delivery.keys import generate_key, key_id, load_private_key, trust_key
 from fleetctl.errors import FleetError, InputError
-from fleetctl.inventory import Host, Inventory, load_inventory
-from fleetctl.inventory import redact as redact_vars
-from fleetctl.journal import Journal, RolloutRecord, new_rollout_id
-from fleetctl.keys import generate_key, key_id, load_private_key, trust_key
+from fleetctl.facts import audit as audits
+from fleetctl.facts.probe import ProbeResult, probe_hosts, select_by_facts
+from fleetctl.inventory.ansible import Host, Inventory, load_inventory
+from fleetctl.inventory.ansible import redact as redact_vars
+from fleetctl.inventory.targets import host_key_policy as check_policy
+from fleetctl.inventory.targets import parse_where
 from fleetctl.plan import Plan, refuse_downgrades
 from fleetctl.plan import make_plan as plan_hosts
-from fleetctl.playbook import Playbook, load_playbook, window_closed
-from fleetctl.probe import ProbeResult, probe_hosts, select_by_facts
-from fleetctl.registry import PlatformImage, RegistryClient
-from fleetctl.rollout import Context, Options
+from fleetctl.rollout.context import Context, Options
+from fleetctl.rollout.journal import Journal, RolloutRecord, new_rollout_id
+from fleetctl.rollout.playbook import Playbook, load_playbook, window_closed
+from fleetctl.rollout.strategy import parse_policy, parse_steps
 from fleetctl.secrets import redact as redact_secrets
 from fleetctl.state import StateDB, default_state_dir
-from fleetctl.strategy import parse_policy, parse_steps
-from fleetctl.targets import host_key_policy as check_policy
-from fleetctl.targets import parse_where
 
 __all__ = ["WINDOW_CLOSED", "Audit", "Fleet", "Listener", "NothingToDo", "OpenedBundle",
            "Selection", "generate_key", "key_id", "load_playbook", "load_private_key",
@@ -152,7 +152,7 @@ class Fleet:
 
     @cached_property
     def catalog(self) -> Catalog:
-        from fleetctl.catalog import default_catalog_dir
+        from fleetctl.catalog.packages import default_catalog_dir
 
         return load_catalog(self.packages_path or default_catalog_dir())
 
@@ -249,9 +249,9 @@ class Fleet:
                       ) -> BundleManifest:
         """Plan a playbook and write one signed file with the plan, its packages and
         every image blob it needs (each once, checked against its digest)."""
-        from fleetctl.bundle import contents_for, create
-        from fleetctl.bundle_manifest import check_channel
-        from fleetctl.registry import blob_fetcher
+        from fleetctl.catalog.registry import blob_fetcher
+        from fleetctl.delivery.bundle import contents_for, create
+        from fleetctl.delivery.bundle_manifest import check_channel
 
         key = load_private_key(sign_key)
         check_channel(channel)
@@ -275,8 +275,8 @@ class Fleet:
         """Check a bundle (signature by a trusted key, every member, channel sequence and
         expiry) without unpacking it; (what was verified, a note when a downgrade was
         allowed)."""
-        from fleetctl.bundle import check_fresh, verify
-        from fleetctl.keys import trusted_keys
+        from fleetctl.delivery.bundle import check_fresh, verify
+        from fleetctl.delivery.keys import trusted_keys
 
         checked = verify(path, trusted_keys(trust, self.state_dir))
         return checked, check_fresh(self.db, checked, allow_downgrade)
@@ -286,8 +286,8 @@ class Fleet:
         """Verify a bundle (signature by a trusted key, every member, its channel's
         sequence and expiry) while unpacking it into the state dir, and record it as
         accepted. Nothing else is touched before this succeeds."""
-        from fleetctl.bundle import BundleError, accept, check_fresh, verify
-        from fleetctl.keys import trusted_keys
+        from fleetctl.delivery.bundle import BundleError, accept, check_fresh, verify
+        from fleetctl.delivery.keys import trusted_keys
         from fleetctl.statedir import private_dir
 
         try:
@@ -316,7 +316,7 @@ class Fleet:
                 stage_only: bool = False, **more: Any) -> Options:
         """Rollout options from the values a person writes (``1,50%,100%``, ``5m``),
         each checked; InputError naming the option otherwise."""
-        from fleetctl.delivery import MODES
+        from fleetctl.delivery.images import MODES
 
         policy = parse_policy(max_failures, failure_scope, unreachable)
         if pause not in (None, "manual"):
@@ -374,7 +374,7 @@ class Fleet:
         :meth:`check_plan` otherwise."""
         if not self.check_plan(plan, allow_downgrade):
             raise NothingToDo()
-        from fleetctl import rollout
+        from fleetctl.rollout import engine as rollout
 
         ctx = self._context()
         return self._done(rollout.run(ctx, rollout.start(ctx, new_rollout_id(), plan,
@@ -382,7 +382,7 @@ class Fleet:
 
     def resume(self, rollout_id: str) -> RolloutRecord:
         """Continue an interrupted, paused (also: promote) or incomplete rollout."""
-        from fleetctl import rollout
+        from fleetctl.rollout import engine as rollout
 
         return self._done(rollout.resume(self._context(), rollout_id))
 
@@ -390,7 +390,7 @@ class Fleet:
 
     def rollback(self, rollout_id: str) -> RolloutRecord:
         """Undo a rollout on every host it touched (what each ran before, no pulls)."""
-        from fleetctl import rollout
+        from fleetctl.rollout import engine as rollout
 
         return self._done(rollout.rollback_rollout(self._context(), rollout_id))
 
@@ -398,7 +398,7 @@ class Fleet:
                          gate_timeout: str | float | None = None,
                          break_lock: bool = False) -> RolloutRecord:
         """Put a package back to its previous release (or ``to``) on the selected hosts."""
-        from fleetctl.rollback import rollback_package
+        from fleetctl.rollout.rollback import rollback_package
 
         ctx = self._context()
         hosts = [h.name for h in self.hosts(selection.required())]

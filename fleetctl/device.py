@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 
-from fleetctl.compose import RELEASES_ROOT
-from fleetctl.facts import HostFacts
+from fleetctl.catalog.compose import RELEASES_ROOT
+from fleetctl.facts.hostfacts import HostFacts
 from fleetctl.shell import assignments
 from fleetctl.ssh import Connection
 

@@ -19,19 +19,19 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from fleetctl.autotag import Candidate, choose, merge_local, tag_reject_reason
-from fleetctl.catalog import Catalog, Package, Request, requirement_kind
-from fleetctl.digest import optional_digest, parse_digest
-from fleetctl.errors import InputError
-from fleetctl.facts import Container, HostFacts
-from fleetctl.probe import ProbeResult
-from fleetctl.registry import (
+from fleetctl.catalog.autotag import Candidate, choose, merge_local, tag_reject_reason
+from fleetctl.catalog.packages import Catalog, Package, Request, requirement_kind
+from fleetctl.catalog.registry import (
     ImageRef,
     PlatformImage,
     RegistryClient,
     parse_reference,
     with_registry,
 )
+from fleetctl.digest import optional_digest, parse_digest
+from fleetctl.errors import InputError
+from fleetctl.facts.hostfacts import Container, HostFacts
+from fleetctl.facts.probe import ProbeResult
 from fleetctl.sizes import parse_rate
 from fleetctl.state import StateDB
 from fleetctl.typed import build, expect

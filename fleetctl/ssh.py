@@ -21,7 +21,7 @@ from pathlib import Path
 
 import paramiko
 
-from fleetctl.targets import Target
+from fleetctl.inventory.targets import Target
 
 DEFAULT_TIMEOUT = 5.0
 

@@ -1,5 +1,5 @@
 """The controller's state database (SQLite, WAL): cached facts, registry answers and,
-through :mod:`fleetctl.journal`, the rollout journal.
+through :mod:`fleetctl.rollout.journal`, the rollout journal.
 
 It lives in the state directory: ``--state-dir``, else ``$FLEETCTL_STATE_DIR``,
 else ``~/.local/state/fleetctl``. Each write is its own transaction, synced to
@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetctl.facts import HostFacts
+from fleetctl.facts.hostfacts import HostFacts
 from fleetctl.statedir import private_dir, private_file
 
 SCHEMA = """

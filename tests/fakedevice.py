@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleetctl.device import script_for
-from fleetctl.facts import PROBE_SCRIPT
+from fleetctl.facts.hostfacts import PROBE_SCRIPT
+from fleetctl.inventory.targets import Target
 from fleetctl.ssh import Result, SSHFailure
-from fleetctl.targets import Target
 
 SAMPLE = (Path(__file__).parent / "unit" / "probe_outputs" / "lab-orin-nano-jp62.txt").read_text()
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fleetctl import bundle
+from fleetctl.delivery import bundle
+from fleetctl.delivery.keys import generate_key, key_id, load_private_key
 from fleetctl.digest import Digest
-from fleetctl.keys import generate_key, key_id, load_private_key
 
 REPO = "127.0.0.1:5999/acme/app"
 

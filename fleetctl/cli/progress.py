@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from fleetctl.journal import FINAL_HOST_PHASES, Journal, RolloutRecord
+from fleetctl.rollout.journal import FINAL_HOST_PHASES, Journal, RolloutRecord
 
 COLOURS = {"committed": "green", "noop": "green", "reverted": "yellow", "deferred": "yellow",
            "rolled-back": "yellow", "failed": "red", "revert-failed": "red",

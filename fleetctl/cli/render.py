@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from fleetctl.cli.common import out, styled
-from fleetctl.journal import RolloutRecord
 from fleetctl.plan import Plan, transfer_by_site
+from fleetctl.rollout.journal import RolloutRecord
 
 #: a finished rollout's status -> the exit code (anything else: 1)
 EXIT_CODES = {"completed": 0, "paused": 0, "rolled-back": 0, "incomplete": 4}

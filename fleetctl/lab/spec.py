@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetctl.errors import InputError
-from fleetctl.jetson import parse_nv_tegra_release, release_line_date
+from fleetctl.facts.jetson import parse_nv_tegra_release, release_line_date
 from fleetctl.sizes import parse_size
 from fleetctl.yamlfile import Located, LocatedList, line_of, load_yaml
 

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from fleetctl.registry import RegistryClient, parse_reference
+from fleetctl.catalog.registry import RegistryClient, parse_reference
 from fleetctl.state import StateDB
 
 from ..conftest import Lab, fleetctl

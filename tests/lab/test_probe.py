@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fleetctl.inventory.targets import Target
 from fleetctl.lab.spec import load_spec
 from fleetctl.ssh import run_script
-from fleetctl.targets import Target
 
 from ..conftest import DEFAULT_SPEC, Lab, fleetctl
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleetctl.registry import RegistryClient, RegistryError
+from fleetctl.catalog.registry import RegistryClient, RegistryError
 from fleetctl.state import StateDB
 
 from ..conftest import Lab, fleetctl

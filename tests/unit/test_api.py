@@ -91,7 +91,7 @@ def test_subscribers_get_journal_events_and_can_leave(tmp_path: Path) -> None:
 
 
 def test_options_in_the_journal_carry_a_schema_and_read_back_typed() -> None:
-    from fleetctl.rollout import OPTIONS_SCHEMA, Options
+    from fleetctl.rollout.context import OPTIONS_SCHEMA, Options
 
     options = Options(steps=["1", "100%"], pause="manual", gate_timeout=30.0,
                       playbook={"path": "/p.yml", "sha256": "ab"})

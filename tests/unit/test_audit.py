@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from fleetctl.audit import Rules, findings, load_rules, row, summary
 from fleetctl.errors import InputError
-from fleetctl.facts import parse_probe
-from fleetctl.inventory import Host
-from fleetctl.probe import ProbeResult
+from fleetctl.facts.audit import Rules, findings, load_rules, row, summary
+from fleetctl.facts.hostfacts import parse_probe
+from fleetctl.facts.probe import ProbeResult
+from fleetctl.inventory.ansible import Host
 
 OUTPUTS = Path(__file__).parent / "probe_outputs"
 
@@ -71,8 +71,8 @@ def test_bad_rules(tmp_path: Path, text: str, message: str) -> None:
 
 
 def test_drift_against_the_journal() -> None:
-    from fleetctl.audit import drift
-    from fleetctl.facts import Container, HostFacts
+    from fleetctl.facts.audit import drift
+    from fleetctl.facts.hostfacts import Container, HostFacts
 
     a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
     facts = HostFacts(hostname="j", machine="aarch64", kernel="k", containers=[

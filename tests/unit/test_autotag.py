@@ -2,7 +2,7 @@
 
 import pytest
 
-from fleetctl.autotag import l4t_compatible, parse_tag
+from fleetctl.catalog.autotag import l4t_compatible, parse_tag
 
 # (tag, version, l4t, cuda, ubuntu, arch): dustynv/ollama and pytorch tags from Docker Hub,
 # tags from jetson-containers docs and issues, and the lab's own

@@ -15,16 +15,16 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleetctl.audit import load_rules
-from fleetctl.bundle_manifest import parse_manifest
-from fleetctl.catalog import load_catalog, load_package
-from fleetctl.delivery import delivery_mode
+from fleetctl.catalog.packages import load_catalog, load_package
+from fleetctl.delivery.bundle_manifest import parse_manifest
+from fleetctl.delivery.images import delivery_mode
 from fleetctl.errors import FleetError
-from fleetctl.inventory import load_inventory
+from fleetctl.facts.audit import load_rules
+from fleetctl.inventory.ansible import load_inventory
+from fleetctl.inventory.targets import host_key_policy, target_for
 from fleetctl.lab.spec import load_spec
 from fleetctl.plan import Plan, PlanEntry, site_bandwidth
-from fleetctl.playbook import load_playbook
-from fleetctl.targets import host_key_policy, target_for
+from fleetctl.rollout.playbook import load_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = "services:\n  x:\n    image: {{ image }}\n"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from fleetctl import bundle
-from fleetctl.bundle import BundleError
-from fleetctl.keys import load_public_keys
+from fleetctl.delivery import bundle
+from fleetctl.delivery.bundle import BundleError
+from fleetctl.delivery.keys import load_public_keys
 from fleetctl.state import StateDB
 
 from ..trustkit import huge_member_tar, keypair, make_bundle, members, sha, sign, write_tar

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleetctl.catalog import Catalog, Request, load_catalog, load_package, parse_request
-from fleetctl.compose import LABEL_PACKAGE, LABEL_RELEASE, RenderContext, render_compose
+from fleetctl.catalog.compose import LABEL_PACKAGE, LABEL_RELEASE, RenderContext, render_compose
+from fleetctl.catalog.packages import Catalog, Request, load_catalog, load_package, parse_request
 from fleetctl.errors import InputError
 
 SHIPPED = Path(__file__).resolve().parents[2] / "packages"

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from fleetctl.autotag import Candidate, choose, merge_local
-from fleetctl.facts import HostFacts
+from fleetctl.catalog.autotag import Candidate, choose, merge_local
+from fleetctl.facts.hostfacts import HostFacts
 
 OLLAMA_TAGS = ["0.6.8-r36.4-cu126-22.04", "0.6.8-r36.4", "r36.4.0-cu128-24.04", "r36.4.0",
                "main-r36.4.0", "0.6.3-r36.4.0", "r36.4.3", "0.5.7-r36.4.0", "0.5.1-r36.4.0",

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleetctl.catalog import load_catalog, load_package
-from fleetctl.compose import render_compose
+from fleetctl.catalog.compose import render_compose
+from fleetctl.catalog.packages import load_catalog, load_package
 from fleetctl.errors import InputError
 
 from .test_catalog import GOOD, SHIPPED, TEMPLATE, context, write

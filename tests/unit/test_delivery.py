@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from fleetctl.bundle import Verified
-from fleetctl.bundle_manifest import BundleImage, BundleManifest
-from fleetctl.delivery import ImageParts, RateLimit, chain_ids, delivery_mode, local_tag
+from fleetctl.delivery.bundle import Verified
+from fleetctl.delivery.bundle_manifest import BundleImage, BundleManifest
+from fleetctl.delivery.images import ImageParts, RateLimit, chain_ids, delivery_mode, local_tag
 from fleetctl.digest import Digest
 from fleetctl.errors import FleetError
-from fleetctl.facts import digest_from_tag
+from fleetctl.facts.hostfacts import digest_from_tag
 
 # Read from a Docker 28 engine (overlay2): `docker inspect -f '{{json .RootFS.Layers}}'`
 # of a committed two-layer image, and the names of image/overlay2/layerdb/sha256/*.

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from fleetctl import rollout
-from fleetctl.catalog import load_package
+from fleetctl.catalog.packages import load_package
 from fleetctl.errors import FleetError
-from fleetctl.facts import parse_probe
-from fleetctl.inventory import Host
-from fleetctl.journal import Journal
+from fleetctl.facts.hostfacts import parse_probe
+from fleetctl.inventory.ansible import Host
 from fleetctl.plan import Plan, PlanEntry, preflight
-from fleetctl.rollout import Context, Options
+from fleetctl.rollout import engine as rollout
+from fleetctl.rollout.context import Context, Options
+from fleetctl.rollout.journal import Journal
 from fleetctl.state import StateDB
 
 from ..fakedevice import SAMPLE, FakeDevice
@@ -59,7 +59,7 @@ class Fleet:
                         for n in self.names}
         for device in self.devices.values():
             device.install("r-old", OLD, "1.0")
-        from fleetctl.catalog import Catalog
+        from fleetctl.catalog.packages import Catalog
 
         self.clock = Clock()
         db = StateDB(tmp_path / f"state{next(_ids)}")

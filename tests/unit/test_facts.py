@@ -4,7 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from fleetctl.facts import PROBE_SCRIPT, HostFacts, ProbeOutputError, parse_nvpmodel, parse_probe
+from fleetctl.facts.hostfacts import (
+    PROBE_SCRIPT,
+    HostFacts,
+    ProbeOutputError,
+    parse_nvpmodel,
+    parse_probe,
+)
 
 OUTPUTS = Path(__file__).parent / "probe_outputs"
 

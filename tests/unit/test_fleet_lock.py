@@ -6,7 +6,7 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
-from fleetctl.journal import HostState, Journal, LockHeld
+from fleetctl.rollout.journal import HostState, Journal, LockHeld
 from fleetctl.state import StateDB
 
 HOSTS = ["jetson-a1", "jetson-a2"]

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from fleetctl.catalog import Health, load_catalog
-from fleetctl.compose import RenderContext
-from fleetctl.rollout import gate
+from fleetctl.catalog.compose import RenderContext
+from fleetctl.catalog.packages import Health, load_catalog
+from fleetctl.rollout.gate import gate
 from fleetctl.ssh import Result
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from fleetctl.hosttests import ALIAS, HostTests, ssh_config, summarize
-from fleetctl.targets import Target
+from fleetctl.inventory.targets import Target
+from fleetctl.rollout.hosttests import ALIAS, HostTests, ssh_config, summarize
 
 # what `pytest -q --tb=no -rfE --no-header` printed for packages/ollama on the lab
 FAILED_RUN = (

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from fleetctl.errors import InputError
-from fleetctl.inventory import expand_hosts, load_inventory, redact
+from fleetctl.inventory.ansible import expand_hosts, load_inventory, redact
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "example"
 

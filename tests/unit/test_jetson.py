@@ -2,7 +2,7 @@
 
 import pytest
 
-from fleetctl.jetson import (
+from fleetctl.facts.jetson import (
     cuda_for_l4t,
     jetpack_for_l4t,
     module_from_compatible,

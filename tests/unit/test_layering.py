@@ -10,7 +10,7 @@ CLI = Path(__file__).resolve().parents[2] / "fleetctl" / "cli"
 #: modules under cli/ that render or run what the API returns (not commands)
 HELPERS = {"common", "progress", "render", "execute"}
 #: what helpers may read besides the API: the result types they render
-HELPER_EXTRA = {"fleetctl", "fleetctl.journal", "fleetctl.plan"}
+HELPER_EXTRA = {"fleetctl", "fleetctl.rollout.journal", "fleetctl.plan"}
 ALLOWED = {"fleetctl.api", "fleetctl.errors", *(f"fleetctl.cli.{h}" for h in HELPERS)}
 
 
@@ -38,3 +38,23 @@ def test_commands_import_only_the_api_and_cli_helpers() -> None:
             allowed = ALLOWED
         extra = imports(path) - allowed
         assert not extra, f"cli/{path.name} imports {sorted(extra)}"
+
+
+#: what each stage of the pipeline must not import: data flows one way
+NEVER = {
+    "inventory": {"facts.probe", "facts.audit", "catalog", "plan", "rollout", "delivery",
+                  "api", "cli"},
+    "facts": {"catalog", "plan", "rollout", "delivery", "api", "cli"},
+    "catalog": {"plan", "rollout", "delivery", "api", "cli"},
+    "delivery": {"plan", "rollout", "api", "cli"},
+    "rollout": {"api", "cli"},
+}
+
+
+def test_the_pipeline_imports_only_downstream() -> None:
+    root = CLI.parent
+    for package, banned in NEVER.items():
+        for path in sorted((root / package).glob("*.py")):
+            found = {name.removeprefix("fleetctl.") for name in imports(path)}
+            bad = sorted(n for n in found for b in banned if n == b or n.startswith(b + "."))
+            assert not bad, f"{package}/{path.name} imports {bad}"

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from fleetctl.catalog import load_catalog
+from fleetctl.catalog.packages import load_catalog
 from fleetctl.errors import FleetError, InputError
-from fleetctl.playbook import Window, load_playbook, reload, window_closed
+from fleetctl.rollout.playbook import Window, load_playbook, reload, window_closed
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.timezone.utc

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 
 from fleetctl.cli.progress import watching
-from fleetctl.journal import HostState, Journal
+from fleetctl.rollout.journal import HostState, Journal
 from fleetctl.state import StateDB
 
 GATE = "healthy: http://127.0.1.1:11434/api/version answered 3 times in a row; testinfra: 4 passed"

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from fleetctl.blobstore import BlobMismatch, BlobStore
-from fleetctl.bundle import Contents, create
+from fleetctl.catalog.registry import RegistryClient, RegistryError, blob_fetcher
+from fleetctl.delivery.blobstore import BlobMismatch, BlobStore
+from fleetctl.delivery.bundle import Contents, create
+from fleetctl.delivery.keys import generate_key, load_private_key
 from fleetctl.digest import DigestError
-from fleetctl.keys import generate_key, load_private_key
-from fleetctl.registry import RegistryClient, RegistryError, blob_fetcher
 
 from ..trustkit import MaliciousRegistry, image_blobs, sha
 

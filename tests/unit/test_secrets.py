@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from fleetctl.catalog import load_catalog
-from fleetctl.journal import HostState, Journal
-from fleetctl.playbook import load_playbook
+from fleetctl.catalog.packages import load_catalog
+from fleetctl.rollout.journal import HostState, Journal
+from fleetctl.rollout.playbook import load_playbook
 from fleetctl.state import StateDB
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""The seed's blob server (``fleetctl/seed.py``, run here as the device runs it): its
+"""The seed's blob server (``fleetctl/delivery/seed.py``, run here as the device runs it): its
 token never on argv, compared whole, byte ranges answered as HTTP says, garbage
 ranges no crash."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-SEED = Path(__file__).resolve().parents[2] / "fleetctl" / "seed.py"
+SEED = Path(__file__).resolve().parents[2] / "fleetctl" / "delivery" / "seed.py"
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import pytest
 
 from fleetctl.errors import InputError
-from fleetctl.strategy import (
+from fleetctl.rollout.strategy import (
     FailurePolicy,
     batches,
     order_canaries_first,

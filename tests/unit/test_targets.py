@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from fleetctl.errors import InputError
-from fleetctl.facts import parse_probe
-from fleetctl.inventory import Host
-from fleetctl.targets import host_key_policy, known_hosts_files, parse_where, target_for
+from fleetctl.facts.hostfacts import parse_probe
+from fleetctl.inventory.ansible import Host
+from fleetctl.inventory.targets import host_key_policy, known_hosts_files, parse_where, target_for
 
 OUTPUTS = Path(__file__).parent / "probe_outputs"
 AGX = parse_probe((OUTPUTS / "agx-orin-jp61-ubuntu.txt").read_text())
@@ -74,8 +74,8 @@ def test_become_with_another_user_is_refused_not_ignored(tmp_path) -> None:
     import pytest
 
     from fleetctl.errors import InputError
-    from fleetctl.inventory import load_inventory
-    from fleetctl.targets import target_for
+    from fleetctl.inventory.ansible import load_inventory
+    from fleetctl.inventory.targets import target_for
 
     path = tmp_path / "hosts.ini"
     path.write_text("j1 ansible_host=127.0.1.1 ansible_user=ubuntu ansible_become=true\n"

@@ -24,7 +24,7 @@ import jinja2
 import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
-from fleetctl.catalog import PRIVILEGES, Package
+from fleetctl.catalog.packages import PRIVILEGES, Package
 from fleetctl.errors import InputError
 from fleetctl.yamlfile import load_yaml
 

@@ -7,20 +7,20 @@ a rollout of kind ``rollback``.
 from __future__ import annotations
 
 from fleetctl import device
-from fleetctl.catalog import Package
-from fleetctl.facts import ProbeOutputError, image_digest
-from fleetctl.journal import HostState, RolloutRecord, new_rollout_id, operator
+from fleetctl.catalog.packages import Package
+from fleetctl.facts.hostfacts import ProbeOutputError, image_digest
 from fleetctl.plan import current_container
-from fleetctl.rollout import (
+from fleetctl.rollout.context import (
     Context,
     Options,
     connect_host,
-    gate,
     live_facts,
     parallel,
     render_context,
-    write_audit,
 )
+from fleetctl.rollout.gate import gate
+from fleetctl.rollout.host import write_audit
+from fleetctl.rollout.journal import HostState, RolloutRecord, new_rollout_id, operator
 from fleetctl.ssh import SSHFailure
 
 

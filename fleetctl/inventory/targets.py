@@ -1,6 +1,6 @@
 """Targets: which hosts a command acts on, and how to reach each of them.
 
-``--group`` and ``--limit`` select from the inventory (see :mod:`fleetctl.inventory`);
+``--group`` and ``--limit`` select from the inventory (see :mod:`fleetctl.inventory.ansible`);
 :func:`target_for` turns a host's connection variables into a :class:`Target`;
 ``--where`` selectors filter hosts by their probed facts.
 """
@@ -17,8 +17,8 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from fleetctl.errors import InputError
-from fleetctl.facts import HostFacts
-from fleetctl.inventory import Host
+from fleetctl.facts.hostfacts import HostFacts
+from fleetctl.inventory.ansible import Host
 
 USER_KNOWN_HOSTS = ("~/.ssh/known_hosts",)
 POLICIES = ("strict", "accept-new")

@@ -14,14 +14,12 @@ import hashlib
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
+from fleetctl.catalog.registry import BlobFetcher
 from fleetctl.digest import Digest, parse_digest
 from fleetctl.errors import FleetError
-
-#: fetch(image reference "registry/repo@digest", blob digest, is the manifest) -> chunks
-BlobFetcher = Callable[[str, Digest, bool], Iterator[bytes]]
 
 
 class BlobMismatch(FleetError):

@@ -15,14 +15,14 @@ from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from typing import Any
 
-from fleetctl import jetson
 from fleetctl.digest import Digest, DigestError, parse_digest
+from fleetctl.facts import jetson
 
 SCHEMA = 1
 MARK = "@@fleetctl:"
 
 #: POSIX sh, no Python needed on the host (``probe.sh`` beside this module).
-PROBE_SCRIPT = (resources.files("fleetctl") / "probe.sh").read_text()
+PROBE_SCRIPT = (resources.files("fleetctl.facts") / "probe.sh").read_text()
 
 
 class ProbeOutputError(ValueError):
@@ -266,7 +266,7 @@ def _parse_docker(facts: HostFacts, s: dict[str, str]) -> None:
 
 def digest_from_tag(tag: str | None) -> Digest | None:
     """The manifest digest an image delivered over SSH carries in its tag
-    (``sha256-<hex>``, see :func:`fleetctl.delivery.local_tag`); None for other tags."""
+    (``sha256-<hex>``, see :func:`fleetctl.delivery.images.local_tag`); None for other tags."""
     if tag and tag.startswith("sha256-"):
         try:
             return parse_digest("sha256:" + tag[7:], "tag")

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleetctl.targets import Target
+from fleetctl.inventory.targets import Target
 
 ALIAS = "fleetctl-target"
 #: all a package's tests get of the controller's environment (its secrets stay behind)
@@ -43,7 +43,7 @@ class HostTests:
     Package code never runs in the controller's process: the tests run in a child
     pytest whose environment is :data:`PASSED_THROUGH`, an empty home and the
     ``FLEETCTL_*`` release values. They can only fail a gate the health check
-    passed: :func:`fleetctl.rollout.gate` runs them after it and never on a
+    passed: :func:`fleetctl.rollout.gate.gate` runs them after it and never on a
     failed one."""
 
     files: list[Path]

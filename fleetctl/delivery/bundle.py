@@ -3,7 +3,7 @@
 A bundle is a tar file holding the playbook, the plan it resolved to, the
 catalog entries of its packages (their compose templates and tests), and every
 image blob the plan needs (manifests, configs, layers), each blob once under
-``blobs/sha256/<hex>``. ``manifest.json`` (:mod:`fleetctl.bundle_manifest`)
+``blobs/sha256/<hex>``. ``manifest.json`` (:mod:`fleetctl.delivery.bundle_manifest`)
 lists every other member with its sha256 and size, the bundle's channel, its
 sequence number and its expiry; ``manifest.sig`` is an ed25519 signature over
 the exact bytes of ``manifest.json`` (the cryptography library).
@@ -38,8 +38,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from fleetctl.blobstore import BlobFetcher, BlobMismatch, BlobStore, write_verified
-from fleetctl.bundle_manifest import (
+from fleetctl.catalog.registry import PlatformImage
+from fleetctl.delivery.blobstore import BlobFetcher, BlobMismatch, BlobStore, write_verified
+from fleetctl.delivery.bundle_manifest import (
     MANIFEST,
     MAX_MANIFEST,
     MAX_SIGNATURE,
@@ -50,9 +51,8 @@ from fleetctl.bundle_manifest import (
     Member,
     parse_manifest,
 )
+from fleetctl.delivery.keys import key_id
 from fleetctl.digest import Digest, parse_digest, sha256_of
-from fleetctl.keys import key_id
-from fleetctl.registry import PlatformImage
 from fleetctl.state import StateDB
 
 __all__ = ["BundleError", "Contents", "Verified", "accept", "check_fresh", "contents_for",

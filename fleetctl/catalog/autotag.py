@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from fleetctl import jetson
-from fleetctl.catalog import requirement_kind
-from fleetctl.facts import HostFacts
+from fleetctl.catalog.packages import requirement_kind
+from fleetctl.facts import jetson
+from fleetctl.facts.hostfacts import HostFacts
 
 _L4T = re.compile(r"(?:^|[-_])r(\d+)\.(\d+)(?:\.(\d+))?"  # r36.4 / r36.4.0
                   r"(?:\.([a-z0-9_.]+(?:-(?:aarch64|sbsa|x86_64))?))?"  # .tegra-aarch64

@@ -15,7 +15,7 @@ import ipaddress
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -24,7 +24,6 @@ import docker.auth
 import docker.utils
 import requests
 
-from fleetctl.blobstore import BlobFetcher
 from fleetctl.digest import Digest, parse_digest, sha256_of
 from fleetctl.errors import FleetError
 from fleetctl.state import StateDB
@@ -39,6 +38,8 @@ INDEX_TYPES = {"application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json"}
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
+#: fetch(image reference "registry/repo@digest", blob digest, is the manifest) -> chunks
+BlobFetcher = Callable[[str, Digest, bool], Iterator[bytes]]
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 #: the most fleetctl reads of a JSON answer (tag list page, manifest, config, token)
 MAX_DOCUMENT = 4 * 2**20
@@ -305,7 +306,8 @@ class RegistryClient:
 
     def blob(self, repository: str, digest: Digest, manifest: bool = False) -> Iterator[bytes]:
         """The bytes of a blob (or with ``manifest`` the exact bytes of a manifest), as
-        they arrive; the caller checks them (:meth:`fleetctl.blobstore.BlobStore.write`)."""
+        they arrive; the caller checks them (``BlobStore.write`` in
+        :mod:`fleetctl.delivery.blobstore`)."""
         kind = "manifests" if manifest else "blobs"
         response = self._get(f"{repository}/{kind}/{digest}", repository,
                              MANIFEST_TYPES if manifest else None)

@@ -17,8 +17,8 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from fleetctl.errors import InputError
-from fleetctl.facts import HostFacts
-from fleetctl.probe import ProbeResult
+from fleetctl.facts.hostfacts import HostFacts
+from fleetctl.facts.probe import ProbeResult
 from fleetctl.sizes import parse_size
 from fleetctl.yamlfile import Located, load_yaml
 

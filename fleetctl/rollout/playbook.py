@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fleetctl.catalog import Catalog, Health, health_over, parse_duration
+from fleetctl.catalog.packages import Catalog, Health, health_over, parse_duration
 from fleetctl.errors import FleetError, InputError
-from fleetctl.strategy import parse_policy, parse_steps
+from fleetctl.rollout.strategy import parse_policy, parse_steps
 from fleetctl.yamlfile import Located, LocatedList, load_yaml
 
 KEYS = {"name", "description", "targets", "packages", "strategy", "health", "window"}

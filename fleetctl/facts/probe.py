@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from fleetctl.facts import PROBE_SCRIPT, HostFacts, ProbeOutputError, parse_probe
-from fleetctl.inventory import Host
+from fleetctl.facts.hostfacts import PROBE_SCRIPT, HostFacts, ProbeOutputError, parse_probe
+from fleetctl.inventory.ansible import Host
+from fleetctl.inventory.targets import host_key_policy, target_for
 from fleetctl.ssh import HostKeyPolicy, SSHFailure, run_script
 from fleetctl.state import StateDB
-from fleetctl.targets import host_key_policy, target_for
 
 #: threads: enough to hide network latency, few enough not to thrash 2 cores
 WORKERS = 16

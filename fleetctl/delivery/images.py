@@ -11,7 +11,7 @@ registry digest of its own; the loaded image's id must equal the manifest's
 config digest.
 
 With a seed, one host of a site receives the site's blobs once and serves them
-to the other hosts of the site over its LAN (``fleetctl/seed.py``), so the
+to the other hosts of the site over its LAN (``fleetctl/delivery/seed.py``), so the
 uplink carries each blob once per site. The controller's sending rate is capped
 per site (``fleetctl_bandwidth``).
 """
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import paramiko
 
-from fleetctl.blobstore import BlobStore
-from fleetctl.compose import RELEASES_ROOT
+from fleetctl.catalog.compose import RELEASES_ROOT
+from fleetctl.delivery.blobstore import BlobStore
 from fleetctl.device import StepFailed, run_step
 from fleetctl.digest import Digest, parse_digest
 from fleetctl.errors import FleetError
@@ -46,7 +46,7 @@ MODES = ("registry", "ssh")
 #: the largest manifest or config fleetctl reads
 MAX_JSON = 4 * 2**20
 #: the device side of seeding: serves staged blobs, fetches them from a seed
-SEED_SCRIPT = (resources.files("fleetctl") / "seed.py").read_text()
+SEED_SCRIPT = (resources.files("fleetctl.delivery") / "seed.py").read_text()
 
 
 
@@ -65,7 +65,7 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
 def local_tag(reference: str) -> str:
     """The tag a delivered image gets: ``registry/repo@sha256:<hex>`` becomes
     ``registry/repo:sha256-<hex>`` (the cosign convention), so it names its digest
-    (read back by :func:`fleetctl.facts.digest_from_tag`)."""
+    (read back by :func:`fleetctl.facts.hostfacts.digest_from_tag`)."""
     name, _, digest = reference.partition("@")
     if not digest.startswith("sha256:"):
         raise ValueError(f"{reference!r} is not pinned by a sha256 digest")
