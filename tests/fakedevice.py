@@ -21,6 +21,19 @@ from fleetctl.ssh import Result, SSHFailure
 SAMPLE = (Path(__file__).parent / "unit" / "probe_outputs" / "lab-orin-nano-jp62.txt").read_text()
 
 
+class FakeClock:
+    """A monotonic clock that moves only when the code under test sleeps."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @dataclass
 class Running:
     release: str

@@ -19,7 +19,7 @@ from fleetctl.rollout.context import Context, Options
 from fleetctl.rollout.journal import Journal
 from fleetctl.state import StateDB
 
-from ..fakedevice import SAMPLE, FakeDevice
+from ..fakedevice import SAMPLE, FakeClock, FakeDevice
 
 OLD = "127.0.0.1:5000/acme/app@sha256:" + "0" * 64
 NEW = "127.0.0.1:5000/acme/app@sha256:" + "1" * 64
@@ -31,17 +31,6 @@ health: {http: "http://{{ check_address }}:8080/health", interval: 2s, timeout: 
 """
 TEMPLATE = "services:\n  app:\n    image: {{ image }}\n"
 _ids = itertools.count()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Fleet:
@@ -61,7 +50,7 @@ class Fleet:
             device.install("r-old", OLD, "1.0")
         from fleetctl.catalog.packages import Catalog
 
-        self.clock = Clock()
+        self.clock = FakeClock()
         db = StateDB(tmp_path / f"state{next(_ids)}")
         self.ctx = Context(Journal(db), db, Catalog([self.package], tmp_path / "catalog"),
                            {n: Host(n, {"site": "s"}, ["g"], "test") for n in self.names},

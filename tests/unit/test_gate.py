@@ -11,18 +11,9 @@ from fleetctl.catalog.packages import Health, load_catalog
 from fleetctl.rollout.gate import gate
 from fleetctl.ssh import Result
 
+from ..fakedevice import FakeClock
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class FakeDevice:
@@ -58,7 +49,7 @@ def setup(start_period: float, healthy_at: float, restarts: int = 0):
                                             interval=2.0, timeout=10.0, retries=3,
                                             start_period=start_period))
     render = RenderContext(package, "0.7.0", "img", "r1", "a1", "0.0.0.0", {}, {})
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     return package, render, clock, FakeDevice(clock, healthy_at, restarts)
 
 
