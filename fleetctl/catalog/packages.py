@@ -231,6 +231,8 @@ def load_package(path: Path, text: str | None = None) -> Package:
         value = doc.get(key, default)
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise fail(key, f"{key} must be a string")
+        if "\0" in str(value):
+            raise fail(key, f"{key} holds a NUL character")
         return str(value)
 
     def strings(key: str) -> tuple[str, ...]:

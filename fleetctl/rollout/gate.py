@@ -45,7 +45,11 @@ def gate(conn: Connection, package: Package, release: str, render: RenderContext
     url = urlsplit(render_text(render, health.http)) if health.http else None
     while True:
         states = [c for c in device.containers(conn, package.name) if c.release == release]
-        crashed = [c for c in states if c.restarts >= 2 or c.state in ("exited", "dead")]
+        # a container that restarted and is restarting again, or unhealthy after a
+        # restart, is in a restart loop: say so rather than whichever Docker shows first
+        crashed = [c for c in states if c.restarts >= 2 or c.state in ("exited", "dead")
+                   or (c.restarts >= 1 and (c.state == "restarting"
+                                            or c.health == "unhealthy"))]
         if crashed:
             c = crashed[0]
             return False, f"{c.name} is crash-looping ({c.state}, restarted {c.restarts} times)"

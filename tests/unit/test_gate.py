@@ -23,10 +23,11 @@ class FakeDevice:
     def __init__(self, clock: FakeClock, healthy_at: float, restarts: int = 0) -> None:
         self.clock, self.healthy_at, self.restarts = clock, healthy_at, restarts
         self.gets = 0
+        self.health = "none"
 
     def run(self, script: str, **_: object) -> Result:
         assert "do_containers" in script
-        return Result(f"/ollama-1|running|none|{self.restarts}|r1\n", "", 0)
+        return Result(f"/ollama-1|running|{self.health}|{self.restarts}|r1\n", "", 0)
 
     def http_get(self, host: str, port: int, path: str, timeout: float = 5.0):
         self.gets += 1
@@ -73,3 +74,10 @@ def test_a_crash_loop_fails_at_once() -> None:
     package, render, clock, device = setup(start_period=30, healthy_at=0, restarts=2)
     ok, detail = gate(device, package, "r1", render, None, clock.sleep, clock=clock)
     assert not ok and "crash-looping" in detail and clock.now == 0
+
+
+def test_unhealthy_after_a_restart_is_a_crash_loop() -> None:
+    package, render, clock, device = setup(start_period=0, healthy_at=0, restarts=1)
+    device.health = "unhealthy"
+    ok, detail = gate(device, package, "r1", render, None, clock.sleep, clock=clock)
+    assert not ok and "crash-looping" in detail
