@@ -129,7 +129,7 @@ def default_catalog_dir() -> Path:
 
 
 def _shipped() -> Path:
-    return Path(__file__).resolve().parent.parent / "packages"
+    return Path(__file__).resolve().parents[2] / "packages"   # beside the fleetctl package
 
 
 class Catalog:

@@ -151,3 +151,11 @@ def test_template_must_use_the_planned_image(tmp_path: Path) -> None:
     package = load_package(write(tmp_path, GOOD, template=fixed))
     with pytest.raises(InputError, match=r"no service uses the planned image"):
         render_compose(context(package))
+
+
+def test_the_shipped_catalog_is_found_from_any_folder(tmp_path: Path, monkeypatch) -> None:
+    from fleetctl.catalog.packages import default_catalog_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FLEETCTL_PACKAGES", raising=False)
+    assert default_catalog_dir().resolve() == SHIPPED
