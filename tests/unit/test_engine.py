@@ -226,3 +226,29 @@ def test_preflight_counts_the_image_size(tmp_path: Path) -> None:
     assert all(c.ok for c in preflight(facts, package, 10 * 2**20))
     [disk] = [c for c in preflight(facts, package, 5 * 2**30) if c.name == "disk"]
     assert not disk.ok and "MiB needed" in disk.detail
+
+
+def test_package_rollback_returns_to_the_previous_release(tmp_path: Path) -> None:
+    from fleetctl.rollout.rollback import rollback_package
+
+    fleet = Fleet(tmp_path, 2)
+    fleet.deploy(steps=["100%"])
+    record = rollback_package(fleet.ctx, fleet.package, ["h1", "h2"], None, None, False, 5.0)
+    assert record.status == "rolled-back"
+    assert fleet.runs() == {"h1": "old", "h2": "old"}
+    assert all(d.current == "r-old" for d in fleet.devices.values())
+    missing = rollback_package(fleet.ctx, fleet.package, ["h1"], "19990101T000000-dead", None,
+                               False, 5.0)
+    assert missing.status == "failed"
+    assert "release 19990101T000000-dead is not on the device" in missing.hosts[0].error
+
+
+def test_package_rollback_to_an_unhealthy_release_goes_back(tmp_path: Path) -> None:
+    from fleetctl.rollout.rollback import rollback_package
+
+    fleet = Fleet(tmp_path, 1)
+    fleet.deploy(steps=["100%"])
+    fleet.devices["h1"].unhealthy.add(OLD.rpartition("@")[2])
+    record = rollback_package(fleet.ctx, fleet.package, ["h1"], None, None, False, 5.0)
+    assert record.status == "failed" and "unhealthy" in record.hosts[0].error
+    assert fleet.runs() == {"h1": "new"}
