@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-from fleetctl.errors import InputError
+from fleetctl.errors import InputError, LabError
 from fleetctl.lab.host import SSH_INNER_PORT, SSH_PORT, LabHost
 from fleetctl.lab.system import Cgroup, run, spawn, stop
 
@@ -39,12 +39,28 @@ def inject(host: LabHost, kind: str, params: dict) -> None:
     elif kind == "dockerd-down":
         host.stop_dockerd()
     elif kind == "disk-full":
-        free = os.statvfs(host.disk)
-        fill = host.disk / FILL_FILE
-        run(["fallocate", "-l", str(free.f_bavail * free.f_frsize), str(fill)], check=False)
+        _fill(host)
     elif kind == "slow-link":
         _slow_link(host, params)
     host.state.faults[kind] = dict(params)
+
+
+def _fill(host: LabHost) -> None:
+    """Grow one file until the host's disk is full. dockerd writes beside it, so the
+    free space can shrink between reading it and allocating it: grow again until
+    (almost) nothing is left, and fail loudly if the disk cannot be filled."""
+    fill = host.disk / FILL_FILE
+    left = 0
+    for _ in range(20):
+        free = os.statvfs(host.disk)
+        left = free.f_bavail * free.f_frsize
+        if left < 64 * 1024:
+            return
+        have = fill.stat().st_size if fill.exists() else 0
+        for size in (have + left, have + left - left // 100):
+            if run(["fallocate", "-l", str(size), str(fill)], check=False).returncode == 0:
+                break
+    raise LabError(f"{host.spec.name}: disk-full: {left:,} bytes still free on {host.disk}")
 
 
 def heal(host: LabHost) -> list[str]:
