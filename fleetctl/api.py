@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetctl.catalog.packages import Catalog, load_catalog, parse_duration, parse_request
-from fleetctl.catalog.registry import PlatformImage, RegistryClient
+from fleetctl.catalog.registry import PlatformImage, RegistryClient, TagKey
 from fleetctl.delivery.bundle import Verified
 from fleetctl.delivery.bundle_manifest import BundleManifest
 from fleetctl.delivery.keys import generate_key, key_id, load_private_key, trust_key
@@ -217,14 +217,13 @@ class Fleet:
             raise InputError(f"{path} plans {' '.join(plan.requests)}, not {request}")
         clients: dict[str, RegistryClient] = {}
         for key, seen in plan.registry.items():
-            where, _, arch = key.rpartition("#")
-            registry, _, rest = where.partition("/")
-            repository, _, tag = rest.rpartition(":")
-            client = clients.setdefault(registry, RegistryClient(registry, self.db, ttl=0))
-            now = {i.arch: i.digest for i in client.images(repository, tag)}
-            if now.get(arch) != seen["digest"]:
-                raise InputError(f"{path} is stale: {repository}:{tag} ({arch}) now points at "
-                                 f"{now.get(arch) or 'nothing'}, the plan has "
+            at = TagKey.parse(key)
+            client = clients.setdefault(at.registry,
+                                        RegistryClient(at.registry, self.db, ttl=0))
+            now = {i.arch: i.digest for i in client.images(at.repository, at.tag)}
+            if now.get(at.arch) != seen["digest"]:
+                raise InputError(f"{path} is stale: {at.repository}:{at.tag} ({at.arch}) now "
+                                 f"points at {now.get(at.arch) or 'nothing'}, the plan has "
                                  f"{seen['digest']}; plan again")
         return plan
 

@@ -33,11 +33,6 @@ class Digest(str):
         """The 64 hex digits (a blob's file name)."""
         return self[7:]
 
-    @property
-    def short(self) -> str:
-        """The first 12 hex digits, for tables."""
-        return self[7:19]
-
 
 def parse_digest(value: object, source: str) -> Digest:
     """``value`` as a :class:`Digest`; DigestError naming ``source`` otherwise."""

@@ -25,6 +25,7 @@ from fleetctl.catalog.registry import (
     ImageRef,
     PlatformImage,
     RegistryClient,
+    TagKey,
     parse_reference,
     with_registry,
 )
@@ -328,7 +329,7 @@ def make_plan(catalog: Catalog, requests: list[Request], results: list[ProbeResu
     for (package_name, registry), found in images.items():
         repository = parse_reference(catalog.packages[package_name].image).repository
         for image in found:
-            plan.registry[f"{registry}/{repository}:{image.tag}#{image.arch}"] = {
+            plan.registry[str(TagKey(registry, repository, image.tag, image.arch))] = {
                 "digest": image.digest, "size": image.size}
     for package, version in resolved:
         for result in answered:

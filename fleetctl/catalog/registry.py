@@ -73,6 +73,27 @@ class ImageRef:
             (f"@{self.digest}" if self.digest else "")
 
 
+@dataclass(frozen=True)
+class TagKey:
+    """One platform of one tag, as a plan records what it saw:
+    ``registry/repository:tag#arch``."""
+
+    registry: str
+    repository: str
+    tag: str
+    arch: str
+
+    def __str__(self) -> str:
+        return f"{self.registry}/{self.repository}:{self.tag}#{self.arch}"
+
+    @classmethod
+    def parse(cls, key: str) -> TagKey:
+        where, _, arch = key.rpartition("#")
+        registry, _, rest = where.partition("/")
+        repository, _, tag = rest.rpartition(":")
+        return cls(registry, repository, tag, arch)
+
+
 def parse_reference(text: str) -> ImageRef:
     """Read an image reference the way Docker does (``ubuntu`` is ``docker.io/library/ubuntu``)."""
     name, after = docker.utils.parse_repository_tag(text)

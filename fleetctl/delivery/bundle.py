@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from fleetctl.catalog.registry import PlatformImage
+from fleetctl.catalog.registry import PlatformImage, TagKey
 from fleetctl.delivery.blobstore import BlobFetcher, BlobMismatch, BlobStore, write_verified
 from fleetctl.delivery.bundle_manifest import (
     MANIFEST,
@@ -170,11 +170,10 @@ class Verified:
         held = {image.manifest for image in self.images.values()}
         found: dict[str, list[PlatformImage]] = {}
         for key, seen in plan_doc.get("registry", {}).items():
-            where, _, arch = key.rpartition("#")
-            repository, _, tag = where.partition("/")[2].rpartition(":")
+            at = TagKey.parse(key)
             if seen.get("digest") in held:
-                found.setdefault(repository, []).append(PlatformImage(
-                    tag, Digest(seen["digest"]), arch, "linux", int(seen.get("size", 0))))
+                found.setdefault(at.repository, []).append(PlatformImage(
+                    at.tag, Digest(seen["digest"]), at.arch, "linux", int(seen.get("size", 0))))
         return found
 
 
