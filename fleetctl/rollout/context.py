@@ -23,6 +23,7 @@ from fleetctl.facts.hostfacts import PROBE_SCRIPT, HostFacts, ProbeOutputError, 
 from fleetctl.inventory.ansible import Host
 from fleetctl.inventory.targets import host_key_policy, target_for
 from fleetctl.plan import Plan
+from fleetctl.rollout.hosttests import TestPool
 from fleetctl.rollout.journal import Journal
 from fleetctl.rollout.playbook import reload as reload_playbook
 from fleetctl.rollout.strategy import FailurePolicy
@@ -95,6 +96,7 @@ class Context:
     package_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
     blobs: BlobStore | None = None                      # images for ssh delivery
     limits: dict[str, RateLimit] = field(default_factory=dict)     # site -> uplink cap
+    tests: TestPool | None = None      # children that run package tests; None: one each
 
 
 def with_delivery(ctx: Context, options: Options, plan: Plan) -> Context:

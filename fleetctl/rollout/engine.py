@@ -6,11 +6,14 @@ transition is written to the journal before the next one starts, so :func:`resum
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fleetctl.catalog.packages import parse_duration
 from fleetctl.errors import FleetError
 from fleetctl.plan import Plan
 from fleetctl.rollout.context import Context, Options, parallel, with_delivery, with_playbook
 from fleetctl.rollout.host import deploy_host, states_by_host, undo_host
+from fleetctl.rollout.hosttests import TestPool
 from fleetctl.rollout.journal import FINAL_HOST_PHASES, HostState, RolloutRecord
 from fleetctl.rollout.playbook import window_closed
 from fleetctl.rollout.seeding import seed_sites
@@ -47,6 +50,11 @@ def start(ctx: Context, rollout_id: str, plan: Plan, options: Options) -> Rollou
 
 def run(ctx: Context, record: RolloutRecord) -> RolloutRecord:
     """Run (or continue) a rollout to its end, a breach, or a manual pause."""
+    with TestPool() as tests:
+        return _run(replace(ctx, tests=tests), record)
+
+
+def _run(ctx: Context, record: RolloutRecord) -> RolloutRecord:
     options = Options.from_json(record.options, f"rollout {record.id}: options")
     plan = Plan.from_json(record.plan)
     ctx = with_playbook(with_delivery(ctx, options, plan), options)

@@ -26,7 +26,8 @@ def host_tests(ctx: Context, conn: Connection, package: Package, entry: PlanEntr
     if not package.tests:
         return None
     return HostTests(package.tests, conn.target, (str(ctx.db.known_hosts),),
-                     HostTests.release_env(package.name, release, entry.version, entry.target))
+                     HostTests.release_env(package.name, release, entry.version, entry.target),
+                     ctx.tests)
 
 
 def gate(conn: Connection, package: Package, release: str, render: RenderContext,

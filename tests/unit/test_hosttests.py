@@ -1,69 +1,112 @@
-"""The ssh_config fleetctl hands to testinfra and how its pytest output is summed up."""
+"""The ssh_config fleetctl hands to testinfra, and package tests run in the children of
+a TestPool: their summaries, their environment, a fresh import per host, a timeout."""
 
 from pathlib import Path
 
 from fleetctl.inventory.targets import Target
-from fleetctl.rollout.hosttests import ALIAS, HostTests, ssh_config, summarize
+from fleetctl.rollout.hosttests import ALIAS, KEX, HostTests, TestPool, ssh_config
 
-# what `pytest -q --tb=no -rfE --no-header` printed for packages/ollama on the lab
-FAILED_RUN = (
-    "....F                                                                    [100%]\n"
-    "=========================== short test summary info ============================\n"
-    "FAILED /tmp/pytest-of-root/pytest-3/packages/ollama/test_site.py::"
-    "test_site_approval_is_on_the_host[ssh://fleetctl-target] - AssertionError: assert False\n"
-    "1 failed, 4 passed in 1.93s\n")
-ERROR_RUN = (
-    "EEEE                                                                     [100%]\n"
-    "=========================== short test summary info ============================\n"
-    "ERROR /work/main/packages/ollama/test_ollama.py::test_restarts_unless_stopped"
-    "[ssh://fleetctl-target] - AssertionError: 0 running ollama containers of release x\n"
-    "4 errors in 1.12s\n")
+NOWHERE = Target("h", "127.0.0.1", port=1)      # no test here uses the host fixture
 
 
-def test_summary_of_a_passing_run() -> None:
-    assert summarize("....                           [100%]\n4 passed in 1.80s\n") == \
-        "testinfra: 4 passed"
+def write_file(tmp_path: Path, name: str, source: str) -> Path:
+    path = tmp_path / name
+    path.write_text(source)
+    return path
 
 
-def test_summary_names_each_failure_by_file_and_test() -> None:
-    assert summarize(FAILED_RUN) == ("testinfra: 1 failed, 4 passed: test_site.py::"
-                                     "test_site_approval_is_on_the_host - AssertionError: "
-                                     "assert False")
-    assert summarize(ERROR_RUN) == ("testinfra: 4 errors: test_ollama.py::"
-                                    "test_restarts_unless_stopped - AssertionError: 0 running "
-                                    "ollama containers of release x")
+def run(files: list[Path], env: dict[str, str] | None = None, pool: TestPool | None = None,
+        timeout: float = 60) -> tuple[bool, str]:
+    env = env or HostTests.release_env("ollama", "r1", "0.7.0", "127.0.0.1:5000/x@y")
+    return HostTests(files, NOWHERE, (), env, pool).run(timeout)
 
 
-def test_summary_when_pytest_did_not_run() -> None:
-    assert summarize("", "ERROR: file or directory not found: test_x.py\n") == \
-        "testinfra did not run: ERROR: file or directory not found: test_x.py"
+def test_summary_of_a_passing_run(tmp_path: Path) -> None:
+    test = write_file(tmp_path, "test_ok.py", "def test_a():\n    pass\n\n"
+                    "def test_b():\n    assert 1 + 1 == 2\n")
+    assert run([test]) == (True, "testinfra: 2 passed")
 
 
-def test_ssh_config_verifies_the_host_key(tmp_path: Path) -> None:
+def test_summary_names_each_failure_and_error_by_file_and_test(tmp_path: Path) -> None:
+    test = write_file(tmp_path, "test_site.py", (
+        "import pytest\n\n"
+        "@pytest.fixture\ndef container():\n    raise RuntimeError('no container of r1')\n\n"
+        "def test_fails():\n    assert 1 == 2\n\n"
+        "def test_needs(container):\n    pass\n\n"
+        "def test_passes():\n    pass\n"))
+    assert run([test]) == (False, "testinfra: 1 failed, 1 passed, 1 error: "
+                                  "test_site.py::test_fails - assert 1 == 2; "
+                                  "test_site.py::test_needs - RuntimeError: no container of r1")
+
+
+def test_summary_when_pytest_did_not_run(tmp_path: Path) -> None:
+    broken = write_file(tmp_path, "test_broken.py", "import no_such_module\n")
+    passed, summary = run([broken])
+    assert not passed
+    assert summary == ("testinfra: 1 error: test_broken.py - "
+                       "ModuleNotFoundError: No module named 'no_such_module'")
+    passed, summary = run([tmp_path / "test_missing.py"])
+    assert (passed, summary) == (False, "testinfra did not run: ERROR: file or directory "
+                                        f"not found: {tmp_path / 'test_missing.py'}")
+
+
+def test_ssh_config_verifies_the_host_key_and_shares_one_connection(tmp_path: Path) -> None:
     known = tmp_path / "known_hosts"
     known.write_text("127.0.1.1 ssh-ed25519 AAAA\n")
     target = Target("jetson-a1", "127.0.1.1", 2222, "ubuntu", "/keys/id_ed25519",
                     (str(known), str(tmp_path / "missing")))
-    config = ssh_config(target, (str(known),)).splitlines()
+    config = ssh_config(target, (str(known),), "/tmp/t/connection").splitlines()
     assert config[0] == f"Host {ALIAS}"
     assert {"  HostName 127.0.1.1", "  Port 2222", "  User ubuntu", "  BatchMode yes",
-            "  StrictHostKeyChecking yes", "  IdentityFile /keys/id_ed25519"} <= set(config)
+            "  StrictHostKeyChecking yes", "  IdentityFile /keys/id_ed25519",
+            "  ControlPath /tmp/t/connection", "  ControlMaster no",
+            f"  KexAlgorithms {KEX}"} <= set(config)
     assert f"  UserKnownHostsFile {known}" in config     # files that exist, once each
 
 
 def test_package_tests_get_no_controller_secrets_and_an_unknown_version(
         tmp_path: Path, monkeypatch) -> None:
-    """A package's test runs in a child pytest that sees none of the controller's
-    environment (a registry token, an agent socket) and an empty version when the
-    chosen tag has none (JetPack 5 ollama tags are 'r35.4.1')."""
+    """A package's test runs in a child that sees none of the controller's environment
+    (a registry token, an agent socket) and an empty version when the chosen tag has
+    none (JetPack 5 ollama tags are 'r35.4.1')."""
     monkeypatch.setenv("REGISTRY_TOKEN", "controller-secret")
     monkeypatch.setenv("SSH_AUTH_SOCK", "/tmp/agent.sock")
-    test = tmp_path / "test_env.py"
-    test.write_text("import os\n\ndef test_env():\n"
-                    "    assert 'REGISTRY_TOKEN' not in os.environ\n"
-                    "    assert 'SSH_AUTH_SOCK' not in os.environ\n"
-                    "    assert os.environ['FLEETCTL_VERSION'] == ''\n"
-                    "    assert os.environ['HOME'] != os.path.expanduser('~root')\n")
+    test = write_file(tmp_path, "test_env.py", (
+        "import os\n\ndef test_env():\n"
+        "    assert 'REGISTRY_TOKEN' not in os.environ\n"
+        "    assert 'SSH_AUTH_SOCK' not in os.environ\n"
+        "    assert os.environ['FLEETCTL_VERSION'] == ''\n"
+        "    assert os.environ['HOME'] != os.path.expanduser('~root')\n"))
     env = HostTests.release_env("ollama", "r1", None, "127.0.0.1:5000/dustynv/ollama@x")
-    passed, summary = HostTests([test], Target("h", "127.0.0.1"), (), env).run(60)
+    passed, summary = run([test], env)
     assert passed, summary
+
+
+def test_one_child_runs_every_host_and_imports_the_tests_afresh_for_each(
+        tmp_path: Path) -> None:
+    """What a test module reads at import time is the host's own release, though one
+    child (the same process) ran both hosts."""
+    seen = tmp_path / "seen"
+    test = write_file(tmp_path, "test_release.py", (
+        "import os\n\nRELEASE = os.environ['FLEETCTL_RELEASE']\n\n"
+        "def test_release():\n"
+        f"    with open({str(seen)!r}, 'a') as out:\n"
+        "        out.write(f'{os.getpid()} {RELEASE}\\n')\n"))
+    with TestPool(size=1) as pool:
+        for release in ("r1", "r2"):
+            assert run([test], HostTests.release_env("ollama", release, "1", "i"), pool) == \
+                (True, "testinfra: 1 passed")
+    (pid1, release1), (pid2, release2) = (line.split() for line in
+                                          seen.read_text().splitlines())
+    assert (release1, release2) == ("r1", "r2")
+    assert pid1 == pid2
+
+
+def test_a_test_that_overruns_fails_the_gate_and_the_next_host_gets_a_new_child(
+        tmp_path: Path) -> None:
+    slow = write_file(tmp_path, "test_slow.py", "import time\n\ndef test_slow():\n"
+                                              "    time.sleep(60)\n")
+    fast = write_file(tmp_path / "", "test_fast.py", "def test_fast():\n    pass\n")
+    with TestPool(size=1) as pool:
+        assert run([slow], pool=pool, timeout=1) == (False, "testinfra: not done within 1s")
+        assert run([fast], pool=pool) == (True, "testinfra: 1 passed")
