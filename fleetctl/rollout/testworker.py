@@ -1,25 +1,38 @@
-"""The child process that runs packages' testinfra tests for the gate, one host per request.
+"""The child process that runs packages' testinfra tests for the gate.
 
-:class:`fleetctl.rollout.hosttests.TestPool` starts it with a minimal environment and
-writes one JSON line per host: the test files, the folder they live in, the ssh_config
-that reaches the host, a home folder and the ``FLEETCTL_*`` release values. It answers one
-JSON line: whether the tests passed and a one-line summary. pytest and testinfra are
-imported once per process, which is what makes a gate cheap; a package's own modules are
-imported afresh for every host, so what they read from the environment at import time is
-that host's release.
+:class:`fleetctl.rollout.hosttests.TestPool` starts one with a minimal environment and
+writes a JSON line per host: an id, the test files, the folder they live in, the
+ssh_config that reaches the host, a home folder, the ``FLEETCTL_*`` release values and
+a timeout. This process imports pytest and testinfra once, then forks a child per host,
+so hosts' tests run side by side, each starts in a few milliseconds, and a package's
+modules are imported afresh for every host (what they read from the environment at
+import time is that host's release). Each child answers one JSON line, with its id:
+whether the tests passed and a one-line summary; one that overruns its timeout is ended
+by an alarm and never answers.
+
+The tests reach the host over one paramiko connection (:class:`VerifiedParamiko`), its
+key checked against the ssh_config's ``UserKnownHostsFile``; OpenSSH would start a
+process and a key exchange for every command a test runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
+import math
 import os
+import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
+import testinfra.backend
+from testinfra.backend.paramiko import ParamikoBackend
 
 #: pytest's built-in plugins a gate has no use for; each costs every host's run CPU
 #: (the exception plugins a garbage collection of the whole process)
@@ -28,6 +41,28 @@ UNUSED_PLUGINS = ("unraisableexception", "threadexception", "doctest", "junitxml
                   "faulthandler", "logging", "subtests", "debugging", "cacheprovider")
 #: pytest's order of the words in its summary line
 ORDER = ("failed", "passed", "skipped", "xfailed", "xpassed", "error")
+
+
+class VerifiedParamiko(ParamikoBackend):
+    """testinfra's paramiko backend, but the host's key must be in a ``UserKnownHostsFile``
+    of the ssh_config (testinfra's own accepts any key) and only the ssh_config's
+    ``IdentityFile`` is offered."""
+
+    NAME = "fleetctl"
+
+    @functools.cached_property
+    def client(self) -> paramiko.SSHClient:
+        assert self.ssh_config is not None
+        config = paramiko.SSHConfig.from_path(self.ssh_config).lookup(self.host.name)
+        client = paramiko.SSHClient()
+        for path in config.get("userknownhostsfile", "").split():
+            client.get_host_keys().load(path)
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        client.connect(config["hostname"], port=int(config.get("port", 22)),
+                       username=config.get("user"),
+                       key_filename=config.get("identityfile"), timeout=self.timeout,
+                       look_for_keys=False, allow_agent=False)
+        return client
 
 
 class Outcomes:
@@ -57,7 +92,7 @@ class Outcomes:
     def _add(self, outcome: str, report: pytest.CollectReport | pytest.TestReport) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if outcome in ("failed", "error"):
-            name = report.nodeid.replace(f"[ssh://{self.alias}]", "")
+            name = report.nodeid.replace(f"[{VerifiedParamiko.NAME}://{self.alias}]", "")
             reason = _reason(report)
             self.failures.append(f"{Path(name.partition('::')[0]).name}"
                                  f"{'::' + name.partition('::')[2] if '::' in name else ''}"
@@ -88,25 +123,24 @@ def _reason(report: pytest.CollectReport | pytest.TestReport) -> str:
     return (marked or lines or [""])[-1 if marked else 0]
 
 
-def run_tests(request: dict[str, Any], base_env: dict[str, str]) -> dict[str, Any]:
+def pytest_args(folder: str, *extra: str) -> list[str]:
+    """pytest's arguments: no configuration file, ``folder`` the root, testinfra and
+    none of the plugins a gate has no use for."""
+    return [*extra, "-c", os.devnull, "--rootdir", folder, "-p", "testinfra.plugin", "-q",
+            "--no-header", *(f"-pno:{name}" for name in UNUSED_PLUGINS)]
+
+
+def run_tests(request: dict[str, Any]) -> dict[str, Any]:
     """Run one host's tests as ``request`` describes; ``{"passed", "summary"}``."""
     folder = request["folder"]
-    os.environ.clear()
-    os.environ.update({**base_env, **request["env"], "HOME": request["home"]})
+    os.environ.update({**request["env"], "HOME": request["home"]})
     os.chdir(folder)
-    path, outcomes, errors = list(sys.path), Outcomes(request["alias"]), io.StringIO()
-    argv = [*request["files"], f"--hosts=ssh://{request['alias']}?controlpersist=0",
-            f"--ssh-config={request['ssh_config']}", "-c", os.devnull, "--rootdir", folder,
-            "-p", "testinfra.plugin", "-q", "--no-header",
-            *(f"-pno:{name}" for name in UNUSED_PLUGINS)]
-    try:
-        with contextlib.redirect_stderr(errors):
-            code = pytest.main(argv, plugins=[outcomes])
-    finally:
-        sys.path[:] = path
-        for name, module in list(sys.modules.items()):
-            if (getattr(module, "__file__", None) or "").startswith(folder + os.sep):
-                del sys.modules[name]
+    outcomes, errors = Outcomes(request["alias"]), io.StringIO()
+    argv = pytest_args(folder, *request["files"],
+                       f"--hosts={VerifiedParamiko.NAME}://{request['alias']}",
+                       f"--ssh-config={request['ssh_config']}")
+    with contextlib.redirect_stderr(errors):
+        code = pytest.main(argv, plugins=[outcomes])
     if not outcomes.counts and code != pytest.ExitCode.NO_TESTS_COLLECTED:
         last = (errors.getvalue().strip().splitlines() or [f"pytest exit code {int(code)}"])
         return {"passed": False, "summary": f"testinfra did not run: {last[-1]}"}
@@ -114,13 +148,43 @@ def run_tests(request: dict[str, Any], base_env: dict[str, str]) -> dict[str, An
             "summary": outcomes.summary()}
 
 
+def answer(request: dict[str, Any], out: int) -> None:
+    """In a forked child: run the tests, write the answer to ``out`` in one write (so
+    children's answers never interleave), exit."""
+    signal.alarm(max(1, math.ceil(request["timeout"])))
+    try:
+        result = run_tests(request)
+    except Exception as exc:    # pytest itself broke: the gate fails with why
+        result = {"passed": False, "summary": f"testinfra did not run: {exc!r}"[:400]}
+    result["summary"] = str(result["summary"])[:1000]     # one write of at most PIPE_BUF
+    os.write(out, (json.dumps({"id": request["id"], **result}) + "\n").encode())
+    os._exit(0)
+
+
+def warm_up() -> None:
+    """Load pytest's plugins once, here, rather than in every host's child."""
+    with tempfile.TemporaryDirectory() as empty, contextlib.redirect_stderr(io.StringIO()):
+        pytest.main(pytest_args(empty, empty))
+
+
 def main() -> None:
-    """Answer requests from standard input until it closes."""
-    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    """Fork a child per request read from standard input until it closes; then end the
+    children still running (their hosts' gates have given up on them)."""
+    out = os.dup(1)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)     # pytest's own output goes nowhere
-    base_env = dict(os.environ)
+    testinfra.backend.BACKENDS[VerifiedParamiko.NAME] = f"{__name__}.VerifiedParamiko"
+    warm_up()
+    children: set[int] = set()
     for line in sys.stdin:
-        answers.write(json.dumps(run_tests(json.loads(line), base_env)) + "\n")
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            answer(request, out)
+        children.add(pid)
+        children -= {pid for pid in list(children) if os.waitpid(pid, os.WNOHANG)[0]}
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ VERSION = os.environ["FLEETCTL_VERSION"]
 DATA = "/opt/fleetctl/ollama/data"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def container(host) -> str:
-    """The id of this release's ollama container (exactly one must run)."""
+    """The id of this release's ollama container (exactly one must run), looked up once."""
     ids = host.check_output("docker ps -q --filter label=io.fleetctl.package=ollama "
                             "--filter label=io.fleetctl.release=%s", RELEASE).split()
     assert len(ids) == 1, f"{len(ids)} running ollama containers of release {RELEASE}"

@@ -1,10 +1,11 @@
 """The ssh_config fleetctl hands to testinfra, and package tests run in the children of
 a TestPool: their summaries, their environment, a fresh import per host, a timeout."""
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fleetctl.inventory.targets import Target
-from fleetctl.rollout.hosttests import ALIAS, KEX, HostTests, TestPool, ssh_config
+from fleetctl.rollout.hosttests import ALIAS, HostTests, TestPool, ssh_config
 
 NOWHERE = Target("h", "127.0.0.1", port=1)      # no test here uses the host fixture
 
@@ -50,17 +51,15 @@ def test_summary_when_pytest_did_not_run(tmp_path: Path) -> None:
                                         f"not found: {tmp_path / 'test_missing.py'}")
 
 
-def test_ssh_config_verifies_the_host_key_and_shares_one_connection(tmp_path: Path) -> None:
+def test_ssh_config_verifies_the_host_key(tmp_path: Path) -> None:
     known = tmp_path / "known_hosts"
     known.write_text("127.0.1.1 ssh-ed25519 AAAA\n")
     target = Target("jetson-a1", "127.0.1.1", 2222, "ubuntu", "/keys/id_ed25519",
                     (str(known), str(tmp_path / "missing")))
-    config = ssh_config(target, (str(known),), "/tmp/t/connection").splitlines()
+    config = ssh_config(target, (str(known),)).splitlines()
     assert config[0] == f"Host {ALIAS}"
     assert {"  HostName 127.0.1.1", "  Port 2222", "  User ubuntu", "  BatchMode yes",
-            "  StrictHostKeyChecking yes", "  IdentityFile /keys/id_ed25519",
-            "  ControlPath /tmp/t/connection", "  ControlMaster no",
-            f"  KexAlgorithms {KEX}"} <= set(config)
+            "  StrictHostKeyChecking yes", "  IdentityFile /keys/id_ed25519"} <= set(config)
     assert f"  UserKnownHostsFile {known}" in config     # files that exist, once each
 
 
@@ -82,31 +81,51 @@ def test_package_tests_get_no_controller_secrets_and_an_unknown_version(
     assert passed, summary
 
 
-def test_one_child_runs_every_host_and_imports_the_tests_afresh_for_each(
+def test_one_process_serves_every_host_and_imports_the_tests_afresh_for_each(
         tmp_path: Path) -> None:
     """What a test module reads at import time is the host's own release, though one
-    child (the same process) ran both hosts."""
+    process (the children's parent) ran both hosts."""
     seen = tmp_path / "seen"
     test = write_file(tmp_path, "test_release.py", (
         "import os\n\nRELEASE = os.environ['FLEETCTL_RELEASE']\n\n"
         "def test_release():\n"
         f"    with open({str(seen)!r}, 'a') as out:\n"
-        "        out.write(f'{os.getpid()} {RELEASE}\\n')\n"))
-    with TestPool(size=1) as pool:
+        "        out.write(f'{os.getppid()} {RELEASE}\\n')\n"))
+    with TestPool() as pool:
         for release in ("r1", "r2"):
             assert run([test], HostTests.release_env("ollama", release, "1", "i"), pool) == \
                 (True, "testinfra: 1 passed")
-    (pid1, release1), (pid2, release2) = (line.split() for line in
-                                          seen.read_text().splitlines())
+    (parent1, release1), (parent2, release2) = (line.split() for line in
+                                                seen.read_text().splitlines())
     assert (release1, release2) == ("r1", "r2")
-    assert pid1 == pid2
+    assert parent1 == parent2
 
 
-def test_a_test_that_overruns_fails_the_gate_and_the_next_host_gets_a_new_child(
+def test_hosts_tests_run_side_by_side(tmp_path: Path) -> None:
+    """Each host's test waits (up to 30 s) for the other's to have started: run one
+    after the other, the first would fail."""
+    test = write_file(tmp_path, "test_meet.py", (
+        "import os, time\n\ndef test_meet():\n"
+        f"    folder = {str(tmp_path)!r}\n"
+        "    me = os.environ['FLEETCTL_RELEASE']\n"
+        "    other = {'r1': 'r2', 'r2': 'r1'}[me]\n"
+        "    open(os.path.join(folder, me), 'w').close()\n"
+        "    deadline = time.monotonic() + 30\n"
+        "    while not os.path.exists(os.path.join(folder, other)):\n"
+        "        assert time.monotonic() < deadline, 'the other host never started'\n"
+        "        time.sleep(0.01)\n"))
+    with TestPool() as pool, ThreadPoolExecutor(2) as threads:
+        results = list(threads.map(
+            lambda release: run([test], HostTests.release_env("o", release, "1", "i"), pool),
+            ["r1", "r2"]))
+    assert results == [(True, "testinfra: 1 passed")] * 2
+
+
+def test_a_test_that_overruns_fails_the_gate_and_the_next_host_is_not_held_up(
         tmp_path: Path) -> None:
     slow = write_file(tmp_path, "test_slow.py", "import time\n\ndef test_slow():\n"
-                                              "    time.sleep(60)\n")
-    fast = write_file(tmp_path / "", "test_fast.py", "def test_fast():\n    pass\n")
-    with TestPool(size=1) as pool:
+                                                "    time.sleep(60)\n")
+    fast = write_file(tmp_path, "test_fast.py", "def test_fast():\n    pass\n")
+    with TestPool() as pool:
         assert run([slow], pool=pool, timeout=1) == (False, "testinfra: not done within 1s")
         assert run([fast], pool=pool) == (True, "testinfra: 1 passed")
