@@ -108,7 +108,7 @@ def run_all(tools: Path, tmp: Path, status: dict, k: int, runs: int) -> dict:
     inventory = status["inventory"]
     key, known = status["client_key"], status["known_hosts"]
     script = tmp / "probe.sh"
-    script.write_text((ROOT / "fleetctl" / "probe.sh").read_text())
+    script.write_text((ROOT / "fleetctl" / "facts" / "probe.sh").read_text())
     (tmp / "ansible.cfg").write_text(
         f"[defaults]\nhost_key_checking = True\nforks = {k}\ngathering = explicit\n"
         "interpreter_python = /usr/bin/python3\nstdout_callback = minimal\n"

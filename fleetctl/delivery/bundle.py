@@ -302,8 +302,8 @@ def _check_members(path: Path, tar: tarfile.TarFile, members: Iterator[tarfile.T
         seen.add(name)
     missing = sorted(set(listed) - seen)
     if missing:
-        raise BundleError(f"{path}: {missing[0]} is missing ({len(missing)} members in all); "
-                          f"copy the bundle again")
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise BundleError(f"{path}: {missing[0]} is missing{more}; copy the bundle again")
 
 
 def _chunks(tar: tarfile.TarFile, member: tarfile.TarInfo) -> Iterator[bytes]:

@@ -121,6 +121,30 @@ def test_other_bytes_under_a_listed_blob_name_never_reach_the_store(tmp_path: Pa
     assert not any(p.name.endswith(".part") for p in leftovers(tmp_path))
 
 
+def test_a_member_the_manifest_does_not_list_is_refused(tmp_path: Path, signed) -> None:
+    """An extra file slipped into a signed bundle (a compose file that would be
+    deployed, say) is refused and nothing is unpacked."""
+    path, trusted, _ = signed
+    entries = [(m.name, data) for m, data in members(path)]
+    extra = write_tar(tmp_path / "extra.bundle",
+                      [*entries, ("packages/ollama/compose.yml.j2", b"services: {}\n")])
+    with pytest.raises(BundleError, match=r"packages/ollama/compose.yml.j2 is not in the "
+                                          r"manifest"):
+        bundle.verify(extra, trusted, unpack_dirs(tmp_path))
+    assert not unpack_dirs(tmp_path)[0].exists()
+
+
+def test_a_member_the_manifest_lists_but_the_bundle_lacks_is_refused(tmp_path: Path,
+                                                                     signed) -> None:
+    path, trusted, _ = signed
+    entries = [(m.name, data) for m, data in members(path)]
+    dropped = next(name for name, _ in entries if name.startswith("blobs/"))
+    short = write_tar(tmp_path / "short.bundle", [e for e in entries if e[0] != dropped])
+    with pytest.raises(BundleError, match=rf"{dropped} is missing; copy the bundle again"):
+        bundle.verify(short, trusted, unpack_dirs(tmp_path))
+    assert not unpack_dirs(tmp_path)[0].exists()
+
+
 def signed_with_manifest(tmp_path: Path, key, change) -> Path:
     """A bundle whose manifest ``change`` rewrote, signed again by ``key`` (a trusted
     signer gone rogue, or a stolen key: the manifest itself is the attack)."""

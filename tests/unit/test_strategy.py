@@ -71,3 +71,31 @@ def test_failure_policy(policy: FailurePolicy, failed: int, hosts: int, breached
 def test_bad_policy(args: tuple, message: str) -> None:
     with pytest.raises(InputError, match=message):
         parse_policy(*args)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ((" 25% ",), FailurePolicy("25%")),
+    ((2, "cumulative", "failed"), FailurePolicy("2", "cumulative", "failed")),
+    (("100%",), FailurePolicy("100%")),
+    (("0%",), FailurePolicy("0%")),      # any failure breaches
+])
+def test_good_policy(args: tuple, expected: FailurePolicy) -> None:
+    assert parse_policy(*args) == expected
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("0",), "--max-failures: '0' should be a host count (at least 1) or a percentage "
+             "such as 10%"),
+    (("101%",), "--max-failures: '101%' should be a host count (at least 1) or a "
+                "percentage such as 10%"),
+    (("-1",), "--max-failures: '-1' should be a host count (at least 1) or a percentage "
+              "such as 10%"),
+    (("1", "site", "deferred", "playbook.yml: max_failures"),
+     "playbook.yml: max_failures: scope 'site' should be step or cumulative"),
+    (("1", "step", "ignored"),
+     "--max-failures: unreachable 'ignored' should be deferred or failed"),
+])
+def test_bad_policy_says_exactly_what_is_wrong(args: tuple, message: str) -> None:
+    with pytest.raises(InputError) as error:
+        parse_policy(*args)
+    assert str(error.value) == message
