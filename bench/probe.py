@@ -70,17 +70,21 @@ def ensure_bench_venv() -> Path:
 
 
 def measure(argv: list[str], env: dict, check_output=None) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds of the process tree, peak RSS KiB of its largest process."""
+    """Wall seconds, CPU seconds of the process tree, peak RSS KiB of its largest process
+    (GNU time's, which sees this run's processes only)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    result = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
-    wall = time.monotonic() - start
+    with tempfile.NamedTemporaryFile("r") as peak:
+        result = subprocess.run(["/usr/bin/time", "-q", "-f", "%M", "-o", peak.name, *argv],
+                                capture_output=True, text=True, env=env, cwd=ROOT)
+        wall = time.monotonic() - start
+        rss = int(peak.read().split()[-1])
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0 or (check_output and not check_output(result.stdout)):
         sys.exit(f"{argv[0]} failed ({result.returncode}): {result.stderr.strip()[-500:]}"
                  f"{result.stdout.strip()[-300:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, after.ru_maxrss
+    return wall, cpu, rss
 
 
 def main() -> None:

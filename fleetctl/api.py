@@ -30,24 +30,25 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from fleetctl.catalog.packages import Catalog, load_catalog, parse_duration, parse_request
-from fleetctl.catalog.registry import PlatformImage, RegistryClient, TagKey
+from fleetctl.catalog.imageref import PlatformImage, TagKey
+from fleetctl.catalog.packages import Catalog, load_catalog, parse_request
+from fleetctl.catalog.registry import RegistryClient
 from fleetctl.delivery.bundle import Verified
 from fleetctl.delivery.bundle_manifest import BundleManifest
 from fleetctl.delivery.keys import generate_key, key_id, load_private_key, trust_key
 from fleetctl.errors import FleetError, InputError
 from fleetctl.facts import audit as audits
 from fleetctl.facts.probe import ProbeResult, probe_hosts, select_by_facts
-from fleetctl.inventory.ansible import Host, Inventory, load_inventory
+from fleetctl.inventory.ansible import load_inventory
 from fleetctl.inventory.ansible import redact as redact_vars
+from fleetctl.inventory.model import Host, Inventory
 from fleetctl.inventory.targets import host_key_policy as check_policy
 from fleetctl.inventory.targets import parse_where
-from fleetctl.plan import Plan, refuse_downgrades
+from fleetctl.plan import Plan, check_plan
 from fleetctl.plan import make_plan as plan_hosts
-from fleetctl.rollout.context import Context, Options
+from fleetctl.rollout.context import Context, Options, duration_option, written_options
 from fleetctl.rollout.journal import Journal, RolloutRecord, new_rollout_id
 from fleetctl.rollout.playbook import Playbook, load_playbook, window_closed
-from fleetctl.rollout.strategy import parse_policy, parse_steps
 from fleetctl.secrets import redact as redact_secrets
 from fleetctl.state import StateDB, default_state_dir
 
@@ -254,7 +255,7 @@ class Fleet:
 
         key = load_private_key(sign_key)
         check_channel(channel)
-        lifetime = _duration(expires, "--expires")
+        lifetime = duration_option(expires, "--expires")
         playbook = book.path
         plan, catalog = self.playbook_plan(book, on_result=on_result)
         entries = [e for e in plan.entries if not e.blocked and e.target]
@@ -306,30 +307,11 @@ class Fleet:
 
     # -- rollouts ------------------------------------------------------------------------------
 
-    def options(self, *, steps: str | list[str] = "1,100%", max_failures: str | int = "1",
-                failure_scope: str = "step", unreachable: str = "deferred",
-                canaries: list[str] | None = None, pause: str | None = None,
-                gate_timeout: str | float | None = None, keep: int = 3,
-                rollback_all: bool = False, break_lock: bool = False,
-                delivery: str | None = None, via_seed: bool = False,
-                stage_only: bool = False, **more: Any) -> Options:
-        """Rollout options from the values a person writes (``1,50%,100%``, ``5m``),
-        each checked; InputError naming the option otherwise."""
-        from fleetctl.delivery.images import MODES
-
-        policy = parse_policy(max_failures, failure_scope, unreachable)
-        if pause not in (None, "manual"):
-            _duration(pause, "--pause")
-        if delivery is not None and delivery not in MODES:
-            raise InputError(f"--delivery {delivery!r} should be one of {', '.join(MODES)}")
-        return Options(
-            steps=parse_steps(steps) if isinstance(steps, str) else list(steps),
-            max_failures=policy.max_failures, failure_scope=policy.scope,
-            unreachable=policy.unreachable, canaries=list(canaries or []), pause=pause,
-            gate_timeout=_duration(gate_timeout, "--gate-timeout"), keep_releases=keep,
-            rollback_all=rollback_all, break_lock=break_lock,
-            connect_timeout=self.connect_timeout, delivery=delivery, via_seed=via_seed,
-            stage_only=stage_only, **more)
+    def options(self, **written: Any) -> Options:
+        """Rollout options from the values a person writes (``1,50%,100%``, ``5m``), each
+        checked (:func:`fleetctl.rollout.context.written_options` names them); InputError
+        naming the option otherwise."""
+        return written_options(connect_timeout=self.connect_timeout, **written)
 
     def playbook_options(self, book: Playbook, *, ignore_window: bool = False,
                          bundle: OpenedBundle | None = None, **flags: Any) -> Options:
@@ -352,19 +334,8 @@ class Fleet:
 
     @staticmethod
     def check_plan(plan: Plan, allow_downgrade: bool = False) -> bool:
-        """Whether the plan changes any host. FleetError (exit 1) when its request
-        matched no host that can take it, with the reasons; InputError when it
-        downgrades hosts and that is not allowed."""
-        if not any(e.action not in ("noop", "blocked") for e in plan.entries):
-            if plan.entries and all(e.blocked for e in plan.entries):
-                reasons = sorted({f"{e.host}: {e.reason}" for e in plan.entries})
-                raise FleetError(f"no host can take {' '.join(plan.requests)}: "
-                                 f"{'; '.join(reasons[:3])}"
-                                 + (f" (and {len(reasons) - 3} more)" if len(reasons) > 3
-                                    else ""))
-            return False
-        refuse_downgrades(plan, allow_downgrade)
-        return True
+        """Whether the plan changes any host (:func:`fleetctl.plan.check_plan`)."""
+        return check_plan(plan, allow_downgrade)
 
     def deploy(self, plan: Plan, options: Options, *, allow_downgrade: bool = False
                ) -> RolloutRecord:
@@ -402,7 +373,7 @@ class Fleet:
         ctx = self._context()
         hosts = [h.name for h in self.hosts(selection.required())]
         return self._done(rollback_package(ctx, ctx.catalog.get(package), hosts, to,
-                                           _duration(gate_timeout, "--gate-timeout"),
+                                           duration_option(gate_timeout, "--gate-timeout"),
                                            break_lock, self.connect_timeout))
 
     def status(self, rollout_id: str) -> RolloutRecord:
@@ -424,11 +395,3 @@ class Fleet:
         self.db.forget_facts(sorted({s.host for s in record.hosts}))
         return record
 
-
-def _duration(value: str | float | None, flag: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError:
-        raise InputError(f"{flag} {value!r} should be a duration such as 30s or 5m") from None

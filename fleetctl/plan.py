@@ -20,17 +20,17 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from fleetctl.catalog.autotag import Candidate, choose, merge_local, tag_reject_reason
-from fleetctl.catalog.packages import Catalog, Package, Request, requirement_kind
-from fleetctl.catalog.registry import (
+from fleetctl.catalog.imageref import (
     ImageRef,
     PlatformImage,
-    RegistryClient,
     TagKey,
     parse_reference,
     with_registry,
 )
+from fleetctl.catalog.packages import Catalog, Package, Request, requirement_kind
+from fleetctl.catalog.registry import RegistryClient
 from fleetctl.digest import optional_digest, parse_digest
-from fleetctl.errors import InputError
+from fleetctl.errors import FleetError, InputError
 from fleetctl.facts.hostfacts import Container, HostFacts
 from fleetctl.facts.probe import ProbeResult
 from fleetctl.sizes import parse_rate
@@ -160,6 +160,22 @@ def _seen_tags(value: Any, where: str) -> dict[str, dict[str, Any]]:
         seen[key] = {"digest": parse_digest(item.get("digest"), f"{at}.digest"),
                      "size": expect(item.get("size", 0), (int,), f"{at}.size")}
     return seen
+
+
+def check_plan(plan: Plan, allow_downgrade: bool = False) -> bool:
+    """Whether the plan changes any host. FleetError (exit 1) when its request matched
+    no host that can take it, with the reasons; InputError when it downgrades hosts and
+    that is not allowed."""
+    if not any(e.action not in ("noop", "blocked") for e in plan.entries):
+        if plan.entries and all(e.blocked for e in plan.entries):
+            reasons = sorted({f"{e.host}: {e.reason}" for e in plan.entries})
+            raise FleetError(f"no host can take {' '.join(plan.requests)}: "
+                             f"{'; '.join(reasons[:3])}"
+                             + (f" (and {len(reasons) - 3} more)" if len(reasons) > 3
+                                else ""))
+        return False
+    refuse_downgrades(plan, allow_downgrade)
+    return True
 
 
 def refuse_downgrades(plan: Plan, allow: bool) -> None:

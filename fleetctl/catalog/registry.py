@@ -17,13 +17,12 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import docker.auth
-import docker.utils
 import requests
 
+from fleetctl.catalog.imageref import DOCKER_HUB, PlatformImage, parse_reference
 from fleetctl.digest import Digest, parse_digest, sha256_of
 from fleetctl.errors import FleetError
 from fleetctl.state import StateDB
@@ -36,7 +35,6 @@ MANIFEST_TYPES = ", ".join([
 ])
 INDEX_TYPES = {"application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json"}
-DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 #: fetch(image reference "registry/repo@digest", blob digest, is the manifest) -> chunks
 BlobFetcher = Callable[[str, Digest, bool], Iterator[bytes]]
@@ -47,80 +45,6 @@ MAX_DOCUMENT = 4 * 2**20
 
 class RegistryError(FleetError):
     """The registry could not be reached or refused an answer."""
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """``[registry/]repository[:tag][@digest]``, with Docker's defaults applied."""
-
-    registry: str
-    repository: str
-    tag: str | None = None
-    digest: str | None = None
-
-    @property
-    def name(self) -> str:
-        """``registry/repository`` as ``docker pull`` wants it (Docker Hub left implicit)."""
-        return self.repository if self.registry == DOCKER_HUB else \
-            f"{self.registry}/{self.repository}"
-
-    def pinned(self, digest: str) -> str:
-        """``name@digest``: the reference a deploy pulls and runs."""
-        return f"{self.name}@{digest}"
-
-    def __str__(self) -> str:
-        return self.name + (f":{self.tag}" if self.tag else "") + \
-            (f"@{self.digest}" if self.digest else "")
-
-
-@dataclass(frozen=True)
-class TagKey:
-    """One platform of one tag, as a plan records what it saw:
-    ``registry/repository:tag#arch``."""
-
-    registry: str
-    repository: str
-    tag: str
-    arch: str
-
-    def __str__(self) -> str:
-        return f"{self.registry}/{self.repository}:{self.tag}#{self.arch}"
-
-    @classmethod
-    def parse(cls, key: str) -> TagKey:
-        where, _, arch = key.rpartition("#")
-        registry, _, rest = where.partition("/")
-        repository, _, tag = rest.rpartition(":")
-        return cls(registry, repository, tag, arch)
-
-
-def parse_reference(text: str) -> ImageRef:
-    """Read an image reference the way Docker does (``ubuntu`` is ``docker.io/library/ubuntu``)."""
-    name, after = docker.utils.parse_repository_tag(text)
-    registry, repository = docker.auth.resolve_repository_name(name)
-    if registry == DOCKER_HUB and "/" not in repository:
-        repository = f"library/{repository}"
-    if after and after.startswith("sha256:"):
-        return ImageRef(registry, repository, None, after)
-    return ImageRef(registry, repository, after)
-
-
-def with_registry(ref: ImageRef, registry: str | None) -> ImageRef:
-    """The same repository served by ``registry`` (a site's mirror), when one is set."""
-    if not registry:
-        return ref
-    return ImageRef(registry, ref.repository, ref.tag, ref.digest)
-
-
-@dataclass(frozen=True)
-class PlatformImage:
-    """One platform's image behind a tag: what a host would pull and run."""
-
-    tag: str
-    digest: Digest
-    arch: str
-    os: str
-    size: int
 
 
 def _is_loopback(host: str) -> bool:

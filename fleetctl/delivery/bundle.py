@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from fleetctl.catalog.registry import PlatformImage, TagKey
+from fleetctl.catalog.imageref import PlatformImage, TagKey
 from fleetctl.delivery.blobstore import BlobFetcher, BlobMismatch, BlobStore, write_verified
 from fleetctl.delivery.bundle_manifest import (
     MANIFEST,

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from fleetctl.facts.hostfacts import PROBE_SCRIPT, HostFacts, ProbeOutputError, parse_probe
-from fleetctl.inventory.ansible import Host
+from fleetctl.inventory.model import Host
 from fleetctl.inventory.targets import host_key_policy, target_for
 from fleetctl.ssh import HostKeyPolicy, SSHFailure, run_script
 from fleetctl.state import StateDB

@@ -18,7 +18,7 @@ from packaging.version import InvalidVersion, Version
 
 from fleetctl.errors import InputError
 from fleetctl.facts.hostfacts import HostFacts
-from fleetctl.inventory.ansible import Host
+from fleetctl.inventory.model import Host
 
 USER_KNOWN_HOSTS = ("~/.ssh/known_hosts",)
 POLICIES = ("strict", "accept-new")

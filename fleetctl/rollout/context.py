@@ -12,21 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from fleetctl.catalog.compose import RenderContext
-from fleetctl.catalog.packages import Catalog, Package
+from fleetctl.catalog.packages import Catalog, Package, parse_duration
 from fleetctl.delivery.blobstore import BlobStore
-from fleetctl.delivery.images import (
-    RateLimit,
-    delivery_mode,
-)
-from fleetctl.errors import FleetError
+from fleetctl.delivery.images import MODES, RateLimit, delivery_mode
+from fleetctl.errors import FleetError, InputError
 from fleetctl.facts.hostfacts import PROBE_SCRIPT, HostFacts, ProbeOutputError, parse_probe
-from fleetctl.inventory.ansible import Host
+from fleetctl.inventory.model import Host
 from fleetctl.inventory.targets import host_key_policy, target_for
 from fleetctl.plan import Plan
 from fleetctl.rollout.hosttests import TestPool
 from fleetctl.rollout.journal import Journal
 from fleetctl.rollout.playbook import reload as reload_playbook
-from fleetctl.rollout.strategy import FailurePolicy
+from fleetctl.rollout.strategy import FailurePolicy, parse_policy, parse_steps
 from fleetctl.ssh import Connection, HostKeyPolicy, SSHFailure, connect
 from fleetctl.state import StateDB
 from fleetctl.typed import build, expect
@@ -78,6 +75,40 @@ class Options:
                              f"({OPTIONS_SCHEMA}); use the fleetctl that wrote it",
                              exit_code=2)
         return build(cls, doc, where)
+
+
+def duration_option(value: str | float | None, flag: str) -> float | None:
+    """A duration a person wrote (``30s``, ``5m``) in seconds; InputError naming ``flag``."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise InputError(f"{flag} {value!r} should be a duration such as 30s or 5m") from None
+
+
+def written_options(*, steps: str | list[str] = "1,100%", max_failures: str | int = "1",
+                    failure_scope: str = "step", unreachable: str = "deferred",
+                    canaries: list[str] | None = None, pause: str | None = None,
+                    gate_timeout: str | float | None = None, keep: int = 3,
+                    rollback_all: bool = False, break_lock: bool = False,
+                    connect_timeout: float = 5.0, delivery: str | None = None,
+                    via_seed: bool = False, stage_only: bool = False,
+                    **more: Any) -> Options:
+    """Rollout options from the values a person writes (``1,50%,100%``, ``5m``), each
+    checked; InputError naming the option otherwise."""
+    policy = parse_policy(max_failures, failure_scope, unreachable)
+    if pause not in (None, "manual"):
+        duration_option(pause, "--pause")
+    if delivery is not None and delivery not in MODES:
+        raise InputError(f"--delivery {delivery!r} should be one of {', '.join(MODES)}")
+    return Options(
+        steps=parse_steps(steps) if isinstance(steps, str) else list(steps),
+        max_failures=policy.max_failures, failure_scope=policy.scope,
+        unreachable=policy.unreachable, canaries=list(canaries or []), pause=pause,
+        gate_timeout=duration_option(gate_timeout, "--gate-timeout"), keep_releases=keep,
+        rollback_all=rollback_all, break_lock=break_lock, connect_timeout=connect_timeout,
+        delivery=delivery, via_seed=via_seed, stage_only=stage_only, **more)
 
 
 @dataclass

@@ -3,7 +3,8 @@
 import json
 from pathlib import Path
 
-from fleetctl.catalog.registry import RegistryClient, parse_reference
+from fleetctl.catalog.imageref import parse_reference
+from fleetctl.catalog.registry import RegistryClient
 from fleetctl.state import StateDB
 
 from ..conftest import Lab, fleetctl

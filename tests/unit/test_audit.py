@@ -8,7 +8,7 @@ from fleetctl.errors import InputError
 from fleetctl.facts.audit import Rules, findings, load_rules, row, summary
 from fleetctl.facts.hostfacts import parse_probe
 from fleetctl.facts.probe import ProbeResult
-from fleetctl.inventory.ansible import Host
+from fleetctl.inventory.model import Host
 
 OUTPUTS = Path(__file__).parent / "probe_outputs"
 

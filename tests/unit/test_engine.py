@@ -12,7 +12,7 @@ import pytest
 from fleetctl.catalog.packages import load_package
 from fleetctl.errors import FleetError
 from fleetctl.facts.hostfacts import parse_probe
-from fleetctl.inventory.ansible import Host
+from fleetctl.inventory.model import Host
 from fleetctl.plan import Plan, PlanEntry, preflight
 from fleetctl.rollout import engine as rollout
 from fleetctl.rollout.context import Context, Options

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from fleetctl.catalog.imageref import PlatformImage
 from fleetctl.catalog.packages import Request, load_catalog
-from fleetctl.catalog.registry import PlatformImage
 from fleetctl.digest import Digest
 from fleetctl.facts.hostfacts import parse_probe
 from fleetctl.facts.probe import ProbeResult
-from fleetctl.inventory.ansible import Host
+from fleetctl.inventory.model import Host
 from fleetctl.plan import make_plan, plan_host, transfer_by_site
 
 from ..fakedevice import FakeDevice

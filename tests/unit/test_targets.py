@@ -6,7 +6,7 @@ import pytest
 
 from fleetctl.errors import InputError
 from fleetctl.facts.hostfacts import parse_probe
-from fleetctl.inventory.ansible import Host
+from fleetctl.inventory.model import Host
 from fleetctl.inventory.targets import host_key_policy, known_hosts_files, parse_where, target_for
 
 OUTPUTS = Path(__file__).parent / "probe_outputs"
