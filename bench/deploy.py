@@ -6,6 +6,8 @@ with its own dockerd), three ways, each on a fresh lab:
   the same health wait as the package's gate (GET /api/version answering 3 times in
   a row, every 2 s);
 - fleetctl deploy --steps 100% (one step: what fleetctl's own work costs);
+- the same with a catalog whose ollama ships no testinfra tests (what the gate's
+  package tests cost, by difference);
 - fleetctl deploy --steps 1,50%,100% (canary, then health-gated steps).
 
 Prints wall time, controller CPU per host, and fleetctl's overhead per host over the
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
 import subprocess
 import tempfile
 import time
@@ -26,7 +30,7 @@ from functools import partial
 from pathlib import Path
 
 import yaml
-from benchlab import default_spec, fleetctl, own_the_lab
+from benchlab import ROOT, default_spec, fleetctl, own_the_lab
 
 COMPOSE = """services:
   ollama:
@@ -95,7 +99,11 @@ def main() -> None:
         tmp = Path(tmp_dir)
         spec = tmp / "spec.yml"
         spec.write_text(yaml.safe_dump({"hosts": [{**orin, "name": "orin"}]}))
-        for case in ("baseline", "fleetctl 100%", "fleetctl 1,50%,100%"):
+        untested = tmp / "packages"
+        shutil.copytree(ROOT / "packages", untested,
+                        ignore=shutil.ignore_patterns("test_*.py", "__pycache__"))
+        for case in ("baseline", "fleetctl 100%", "fleetctl 100% no tests",
+                     "fleetctl 1,50%,100%"):
             status = lab_up(spec, args.hosts)
             try:
                 images = status["registry"]["images"]
@@ -110,18 +118,23 @@ def main() -> None:
                     results[case] = timed(partial(baseline, status, pin["0.7.0"]))
                 else:
                     steps = case.split()[1]
-                    fleetctl("deploy", "ollama:0.6.8", *common, "--steps", "100%")
-                    results[case] = timed(partial(fleetctl, "deploy", "ollama:0.7.0",
-                                                  *common, "--steps", steps))
+                    if case.endswith("no tests"):
+                        os.environ["FLEETCTL_PACKAGES"] = str(untested)
+                    try:
+                        fleetctl("deploy", "ollama:0.6.8", *common, "--steps", "100%")
+                        results[case] = timed(partial(fleetctl, "deploy", "ollama:0.7.0",
+                                                      *common, "--steps", steps))
+                    finally:
+                        os.environ.pop("FLEETCTL_PACKAGES", None)
             finally:
                 fleetctl("lab", "down")
     k = args.hosts
     print(f"upgrade ollama 0.6.8 -> 0.7.0 on {k} lab hosts (one run each, fresh lab)")
-    print(f"{'case':<22} {'wall s':>7} {'CPU s':>6} {'CPU ms/host':>11} {'overhead/host':>13}")
+    print(f"{'case':<24} {'wall s':>7} {'vs baseline':>11} {'CPU s':>6} {'CPU ms/host':>11}")
     base = results["baseline"][0]
     for case, (wall, cpu) in results.items():
-        extra = "" if case == "baseline" else f"{(wall - base) / k:>12.2f}s"
-        print(f"{case:<22} {wall:>7.2f} {cpu:>6.2f} {cpu / k * 1000:>11.0f} {extra}")
+        print(f"{case:<24} {wall:>7.2f} {wall / base:>10.2f}x {cpu:>6.2f} "
+              f"{cpu / k * 1000:>11.0f}")
 
 
 if __name__ == "__main__":
