@@ -58,6 +58,9 @@ def _run(ctx: Context, record: RolloutRecord) -> RolloutRecord:
     options = Options.from_json(record.options, f"rollout {record.id}: options")
     plan = Plan.from_json(record.plan)
     ctx = with_playbook(with_delivery(ctx, options, plan), options)
+    if ctx.tests and not options.stage_only and any(ctx.catalog.get(name).tests
+                                                    for name in record.packages):
+        ctx.tests.start()
     journal = ctx.journal
     policy = options.policy
     if options.via_seed:

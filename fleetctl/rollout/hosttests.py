@@ -128,6 +128,12 @@ class TestPool:
             return False, "testinfra did not run: its process ended"
         return bool(answer["passed"]), str(answer["summary"])
 
+    def start(self) -> None:
+        """Start the process now (it loads pytest while the first hosts stage) rather
+        than when the first host's tests are due."""
+        with self._lock:
+            self._started()
+
     def close(self) -> None:
         """End the process; the tests still running there end with it."""
         with self._lock:
