@@ -42,6 +42,10 @@ class Running:
     restarts: int = 0
 
 
+class _StepRefused(Exception):
+    """A step the device script would refuse (non-zero exit, the reason on stderr)."""
+
+
 @dataclass
 class FakeDevice:
     """One host with one package's releases."""
@@ -82,7 +86,10 @@ class FakeDevice:
         self.steps.append(step)
         if step in self.fail_step:
             return Result("", self.fail_step[step] + "\n", 1)
-        out = getattr(self, f"_{step}")(values)
+        try:
+            out = getattr(self, f"_{step}")(values)
+        except _StepRefused as refused:
+            return Result("", f"{refused}\n", 3)
         if self.drop_after == step:
             self.dropped = True
         return Result(out, "", 0)
@@ -111,8 +118,17 @@ class FakeDevice:
     # -- the device steps ---------------------------------------------------------------------
 
     def _lock(self, v: dict[str, str]) -> str:
-        self.lock = v["ID"]
-        return "acquired\n"
+        """As device.sh: the holder may take it again, --break-lock takes it over."""
+        if v["P"] != self.package:
+            raise AssertionError(f"lock of package {v['P']!r} on a device of {self.package!r}")
+        if self.lock is None or self.lock == v["ID"]:
+            self.lock = v["ID"]
+            return "acquired\n"
+        if v["BREAK"] == "1":
+            holder, self.lock = self.lock, v["ID"]
+            return f"broke rollout={holder} owner=someone\n"
+        raise _StepRefused(f"device lock held by rollout={self.lock} owner=someone; pass "
+                           f"--break-lock if that rollout is dead")
 
     def _unlock(self, v: dict[str, str]) -> str:
         self.audit.append(v["LINE"])

@@ -218,6 +218,9 @@ def test_a_host_already_at_the_target_is_a_noop(tmp_path: Path) -> None:
                                                   Options(canaries=["h1"])))
     assert fleet.phases(record)["h2"] == "noop"
     assert fleet.devices["h2"].steps.count("stage") == 0
+    assert [e["detail"] for e in fleet.ctx.journal.events(record.id)
+            if e["host"] == "h2" and e["phase"] == "noop"] == ["already at the target digest"]
+    assert record.status == "completed" and record.message == "1 committed, 1 noop"
 
 
 def test_preflight_counts_the_image_size(tmp_path: Path) -> None:
@@ -252,3 +255,35 @@ def test_package_rollback_to_an_unhealthy_release_goes_back(tmp_path: Path) -> N
     record = rollback_package(fleet.ctx, fleet.package, ["h1"], None, None, False, 5.0)
     assert record.status == "failed" and "unhealthy" in record.hosts[0].error
     assert fleet.runs() == {"h1": "new"}
+
+
+def test_a_device_locked_by_another_rollout_fails_unless_the_lock_is_broken(
+        tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, 1)
+    fleet.devices["h1"].lock = "r-dead"
+    record = fleet.deploy(steps=["100%"])
+    [state] = fleet.ctx.journal.get(record.id).hosts
+    assert (state.phase, fleet.runs()["h1"]) == ("failed", "old")
+    assert state.error == ("lock: device lock held by rollout=r-dead owner=someone; pass "
+                           "--break-lock if that rollout is dead")
+    assert fleet.devices["h1"].steps == ["lock"]      # not ours: never unlocked
+    record = fleet.deploy(steps=["100%"], break_lock=True)
+    assert fleet.phases(record) == {"h1": "committed"}
+    locked = [e["detail"] for e in fleet.ctx.journal.events(record.id) if e["phase"] == "locked"]
+    assert locked == ["device lock taken (broke rollout=r-dead owner=someone)"]
+
+
+def test_a_host_changed_since_the_plan_is_not_touched(tmp_path: Path) -> None:
+    """The plan saw 1.0 on h1; someone deployed another build since: the engine stops
+    there, names both, and stages nothing."""
+    fleet = Fleet(tmp_path, 1)
+    other = "127.0.0.1:5000/acme/app@sha256:" + "2" * 64
+    fleet.devices["h1"].install("r-other", other, "1.1")
+    record = fleet.deploy(steps=["100%"])
+    [state] = fleet.ctx.journal.get(record.id).hosts
+    assert state.phase == "failed"
+    assert state.error == (f"host changed since the plan: runs sha256:{'2' * 64}, the plan "
+                           f"expected sha256:{'0' * 64}; plan again")
+    assert "stage" not in fleet.devices["h1"].steps
+    assert (state.from_digest, state.from_version) == ("sha256:" + "2" * 64, "1.1")
+    assert fleet.devices["h1"].lock is None
