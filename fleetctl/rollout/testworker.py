@@ -100,7 +100,7 @@ class Outcomes:
 
     @property
     def passed(self) -> bool:
-        return bool(self.counts) and not (self.counts.keys() & {"failed", "error", "xpassed"})
+        return bool(self.counts) and not (self.counts.keys() & {"failed", "error"})
 
     def summary(self) -> str:
         """``testinfra: 4 passed`` or ``testinfra: 1 failed, 3 passed: test_x.py::t - why``."""

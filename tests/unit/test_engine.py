@@ -4,7 +4,11 @@ proof; these pin down the engine's decisions (and fail when one of them changes)
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import os
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -287,3 +291,31 @@ def test_a_host_changed_since_the_plan_is_not_touched(tmp_path: Path) -> None:
     assert "stage" not in fleet.devices["h1"].steps
     assert (state.from_digest, state.from_version) == ("sha256:" + "2" * 64, "1.1")
     assert fleet.devices["h1"].lock is None
+
+
+def test_the_journal_remembers_what_each_rollout_left_running(tmp_path: Path) -> None:
+    """What audit's drift check reads: a committed host runs the new digest, a reverted
+    one the old; history filters by host and package."""
+    fleet = Fleet(tmp_path, 2)
+    fleet.devices["h2"].unhealthy.add(NEW.rpartition("@")[2])
+    record = fleet.deploy(steps=["100%"], max_failures="2")
+    assert (record.status, record.message) == ("completed", "1 committed, 1 reverted")
+    known = fleet.ctx.journal.last_known()
+    assert known == {("h1", "app"): {"digest": NEW.rpartition("@")[2], "rollout": record.id},
+                     ("h2", "app"): {"digest": OLD.rpartition("@")[2], "rollout": record.id}}
+    assert [r["phase"] for r in fleet.ctx.journal.history(host="h2")] == ["reverted"]
+    assert sorted(r["host"] for r in fleet.ctx.journal.history(package="app")) == ["h1", "h2"]
+    assert fleet.ctx.journal.history(package="other") == []
+
+
+def test_a_running_rollout_whose_controller_died_shows_as_interrupted(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, 1)
+    record = rollout.start(fleet.ctx, "ri", fleet.plan(), Options())
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    here = socket.gethostname()
+    for controller, shown in ((f"{here}:{ended.pid}", "interrupted"),
+                              (f"{here}:{os.getpid()}", "running"),
+                              (f"elsewhere:{ended.pid}", "running")):
+        running = dataclasses.replace(record, status="running", controller=controller)
+        assert running.shown_status == shown, controller

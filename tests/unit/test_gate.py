@@ -26,6 +26,9 @@ class FakeDevice:
         self.health = "none"
 
     def run(self, script: str, **_: object) -> Result:
+        if script.rstrip().endswith("do_check"):        # the package's health command
+            ok = self.clock() >= self.healthy_at
+            return Result("ready\n", "", 0) if ok else Result("", "not ready\n", 1)
         assert "do_containers" in script
         return Result(f"/ollama-1|running|{self.health}|{self.restarts}|r1\n", "", 0)
 
@@ -81,3 +84,44 @@ def test_unhealthy_after_a_restart_is_a_crash_loop() -> None:
     device.health = "unhealthy"
     ok, detail = gate(device, package, "r1", render, None, clock.sleep, clock=clock)
     assert not ok and "crash-looping" in detail
+
+
+def test_docker_unhealthy_without_a_restart_fails_at_once() -> None:
+    package, render, clock, device = setup(start_period=0, healthy_at=0)
+    device.health = "unhealthy"
+    assert gate(device, package, "r1", render, None, clock.sleep, clock=clock) == \
+        (False, "Docker reports the container unhealthy")
+
+
+def test_docker_health_starting_holds_the_streak() -> None:
+    package, render, clock, device = setup(start_period=0, healthy_at=0)
+    device.health = "starting"
+    ok, detail = gate(device, package, "r1", render, None, clock.sleep, clock=clock)
+    assert (ok, detail) == (False, "not healthy within 10s: Docker health check starting")
+    assert device.gets == 0             # no HTTP check while Docker's own still starts
+
+
+def test_tests_run_once_health_holds_and_their_verdict_is_the_gate_s() -> None:
+    package, render, clock, device = setup(start_period=0, healthy_at=0)
+    ok, detail = gate(device, package, "r1", render, None, clock.sleep, Tests(), clock)
+    assert (ok, detail) == (True, "http://127.0.0.1:11434/ answered 3 times in a row; "
+                                  "testinfra: 1 passed")
+
+    class Failing:
+        def run(self, timeout: float) -> tuple[bool, str]:
+            return False, "testinfra: 1 failed: test_x.py::test_y - assert False"
+
+    assert gate(device, package, "r1", render, None, clock.sleep, Failing(), clock) == \
+        (False, "testinfra: 1 failed: test_x.py::test_y - assert False")
+
+
+def test_a_health_command_counts_like_an_http_check() -> None:
+    package, render, clock, device = setup(start_period=0, healthy_at=4)
+    package = replace(package, health=replace(package.health, http=None,
+                                              command="ollama list"))
+    ok, detail = gate(device, package, "r1", render, None, clock.sleep, clock=clock)
+    assert (ok, detail) == (True, "running 3 times in a row")
+    assert clock.now == 8               # failed at 0 and 2, then 4, 6, 8
+    device.healthy_at = 1000
+    ok, detail = gate(device, package, "r1", render, None, clock.sleep, clock=clock)
+    assert not ok and detail == "not healthy within 10s: ollama list: check: not ready"

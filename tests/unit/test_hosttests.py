@@ -1,10 +1,12 @@
 """The ssh_config fleetctl hands to testinfra, and package tests run in the children of
 a TestPool: their summaries, their environment, a fresh import per host, a timeout."""
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fleetctl.inventory.targets import Target
+from fleetctl.rollout import testworker
 from fleetctl.rollout.hosttests import ALIAS, HostTests, TestPool, ssh_config
 
 NOWHERE = Target("h", "127.0.0.1", port=1)      # no test here uses the host fixture
@@ -129,3 +131,27 @@ def test_a_test_that_overruns_fails_the_gate_and_the_next_host_is_not_held_up(
     with TestPool() as pool:
         assert run([slow], pool=pool, timeout=1) == (False, "testinfra: not done within 1s")
         assert run([fast], pool=pool) == (True, "testinfra: 1 passed")
+
+
+def test_the_worker_counts_and_names_outcomes_as_pytest_does(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    """The child's own code, run in this process: skips, expected failures and a
+    failure in a fixture's teardown are counted the way pytest's summary line counts
+    them."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")     # as in the child
+    for name in ("FLEETCTL_RELEASE", "HOME"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    test = write_file(tmp_path, "test_kinds.py", (
+        "import pytest\n\n"
+        "@pytest.fixture\ndef broken_teardown():\n    yield\n    raise OSError('teardown')\n\n"
+        "def test_skipped():\n    pytest.skip('not on this module')\n\n"
+        "@pytest.mark.xfail(reason='known')\ndef test_known_bug():\n    assert False\n\n"
+        "@pytest.mark.xfail(reason='fixed?', strict=False)\ndef test_fixed():\n    pass\n\n"
+        "def test_teardown(broken_teardown):\n    pass\n"))
+    answer = testworker.run_tests({
+        "folder": str(tmp_path), "files": [str(test)], "alias": ALIAS, "home": str(tmp_path),
+        "ssh_config": str(tmp_path / "none"), "env": {"FLEETCTL_RELEASE": "r1"}})
+    assert answer == {"passed": False, "summary": (
+        "testinfra: 1 passed, 1 skipped, 1 xfailed, 1 xpassed, 1 error: "
+        "test_kinds.py::test_teardown - OSError: teardown")}
