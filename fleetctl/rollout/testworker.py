@@ -38,7 +38,8 @@ from testinfra.backend.paramiko import ParamikoBackend
 #: (the exception plugins a garbage collection of the whole process)
 UNUSED_PLUGINS = ("unraisableexception", "threadexception", "doctest", "junitxml",
                   "pastebin", "legacypath", "stepwise", "setuponly", "setupplan", "unittest",
-                  "faulthandler", "logging", "subtests", "debugging", "cacheprovider")
+                  "faulthandler", "logging", "subtests", "debugging", "cacheprovider",
+                  "terminal")     # what a run reports comes from Outcomes
 #: pytest's order of the words in its summary line
 ORDER = ("failed", "passed", "skipped", "xfailed", "xpassed", "error")
 
@@ -126,8 +127,8 @@ def _reason(report: pytest.CollectReport | pytest.TestReport) -> str:
 def pytest_args(folder: str, *extra: str) -> list[str]:
     """pytest's arguments: no configuration file, ``folder`` the root, testinfra and
     none of the plugins a gate has no use for."""
-    return [*extra, "-c", os.devnull, "--rootdir", folder, "-p", "testinfra.plugin", "-q",
-            "--no-header", *(f"-pno:{name}" for name in UNUSED_PLUGINS)]
+    return [*extra, "-c", os.devnull, "--rootdir", folder, "-p", "testinfra.plugin",
+            *(f"-pno:{name}" for name in UNUSED_PLUGINS)]
 
 
 def run_tests(request: dict[str, Any]) -> dict[str, Any]:
