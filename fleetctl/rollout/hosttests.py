@@ -148,8 +148,10 @@ class TestPool:
             process.kill()
             process.wait()
         if reader is not None:
-            reader.join()
-        process.stdout.close()
+            # a test's own fork could hold the answers pipe open past the process
+            reader.join(timeout=5)
+        if reader is None or not reader.is_alive():
+            process.stdout.close()
 
     def _started(self) -> subprocess.Popen[bytes]:
         """The running process, started now if there is none (or it died)."""
