@@ -94,10 +94,10 @@ class Outcomes:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if outcome in ("failed", "error"):
             name = report.nodeid.replace(f"[{VerifiedParamiko.NAME}://{self.alias}]", "")
+            path, sep, test = name.partition("::")
             reason = _reason(report)
-            self.failures.append(f"{Path(name.partition('::')[0]).name}"
-                                 f"{'::' + name.partition('::')[2] if '::' in name else ''}"
-                                 f"{' - ' + reason if reason else ''}")
+            self.failures.append(f"{Path(path).name}{sep}{test}"
+                                 + (f" - {reason}" if reason else ""))
 
     @property
     def passed(self) -> bool:
