@@ -126,7 +126,7 @@ class TestPool:
                     self._waiting.pop(request_id, None)
         if not answer:
             return False, "testinfra did not run: its process ended"
-        return bool(answer["passed"]), str(answer["summary"])
+        return answer["passed"], answer["summary"]
 
     def start(self) -> None:
         """Start the process now (it loads pytest while the first hosts stage) rather
@@ -180,6 +180,9 @@ class TestPool:
                 request_id = str(answer["id"])
             except (ValueError, KeyError, TypeError):
                 continue
+            if not (isinstance(answer.get("passed"), bool)
+                    and isinstance(answer.get("summary"), str)):
+                continue        # not an answer the child's own code writes
             with self._lock:
                 waiting = self._waiting.get(request_id)
             if waiting is not None and waiting[0] is process:

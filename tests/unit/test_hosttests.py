@@ -155,3 +155,26 @@ def test_the_worker_counts_and_names_outcomes_as_pytest_does(tmp_path: Path,
     assert answer == {"passed": False, "summary": (
         "testinfra: 1 passed, 1 skipped, 1 xfailed, 1 xpassed, 1 error: "
         "test_kinds.py::test_teardown - OSError: teardown")}
+
+
+def test_a_malformed_answer_from_a_test_is_ignored_and_the_real_one_counts(
+        tmp_path: Path) -> None:
+    """A package test that finds its own request and writes a malformed answer on the
+    answers pipe (a pass as a string) neither passes its gate nor breaks the pool."""
+    test = write_file(tmp_path, "test_forge.py", (
+        "import gc, json, os\n\ndef test_forge():\n"
+        "    request = next(o for o in gc.get_objects() if isinstance(o, dict)\n"
+        "                   and {'id', 'alias', 'files'} <= o.keys())\n"
+        "    line = json.dumps({'id': request['id'], 'passed': 'yes', 'summary': 1})\n"
+        "    for fd in map(int, os.listdir('/proc/self/fd')):\n"
+        "        try:\n"
+        "            if fd > 2 and os.readlink(f'/proc/self/fd/{fd}').startswith('pipe:'):\n"
+        "                os.write(fd, line.encode() + b'\\n')\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    assert False, 'forged'\n"))
+    with TestPool() as pool:
+        assert run([test], pool=pool) == (False, "testinfra: 1 failed: test_forge.py::"
+                                                 "test_forge - AssertionError: forged")
+        assert run([write_file(tmp_path, "test_ok.py", "def test_ok():\n    pass\n")],
+                   pool=pool) == (True, "testinfra: 1 passed")
