@@ -36,7 +36,8 @@ def gate(conn: Connection, package: Package, release: str, render: RenderContext
          clock: Callable[[], float] = time.monotonic) -> tuple[bool, str]:
     """Wait until the release is healthy: its containers running, Docker's health
     check (if any) healthy, the package's HTTP or command check passing
-    ``retries`` times in a row, then its testinfra ``tests``. Fails at once on a
+    ``retries`` times in a row (a check starting every ``interval``, counted while
+    Docker's check still starts), then its testinfra ``tests``. Fails at once on a
     crash loop, Docker's ``unhealthy`` or a failed test; otherwise after the
     package's ``start_period`` plus ``timeout`` (default: the package's)."""
     health = package.health
@@ -45,6 +46,8 @@ def gate(conn: Connection, package: Package, release: str, render: RenderContext
     streak, problem = 0, "not checked yet"
     url = urlsplit(render_text(render, health.http)) if health.http else None
     while True:
+        # checks start every interval, however long one takes (as Kubernetes probes)
+        next_check = clock() + health.interval
         states = [c for c in device.containers(conn, package.name) if c.release == release]
         # a container that restarted and is restarting again, or unhealthy after a
         # restart, is in a restart loop: say so rather than whichever Docker shows first
@@ -56,12 +59,11 @@ def gate(conn: Connection, package: Package, release: str, render: RenderContext
             return False, f"{c.name} is crash-looping ({c.state}, restarted {c.restarts} times)"
         if any(c.health == "unhealthy" for c in states):
             return False, "Docker reports the container unhealthy"
+        starting = any(c.health == "starting" for c in states)
         if not states:
             problem = "no container of this release"
         elif any(c.state != "running" for c in states):
             problem = f"container {states[0].state}"
-        elif any(c.health == "starting" for c in states):
-            problem = "Docker health check starting"
         elif url is not None:
             status, body = conn.http_get(url.hostname or "127.0.0.1", url.port or 80,
                                          url.path or "/", timeout=5)
@@ -73,7 +75,9 @@ def gate(conn: Connection, package: Package, release: str, render: RenderContext
         else:
             problem = None
         streak = streak + 1 if problem is None else 0
-        if streak >= health.retries:
+        # the package's check counts while Docker's own still starts, but the gate
+        # passes only once Docker has called the containers healthy too
+        if streak >= health.retries and not starting:
             detail = (f"{url.geturl()} answered" if url else "running") + \
                 f" {streak} times in a row"
             if tests is None:
@@ -81,5 +85,6 @@ def gate(conn: Connection, package: Package, release: str, render: RenderContext
             passed, summary = tests.run(max(deadline - clock(), TESTS_MIN_TIME))
             return passed, f"{detail}; {summary}" if passed else summary
         if clock() >= deadline:
-            return False, f"not healthy within {limit:.0f}s: {problem}"
-        sleep(health.interval)
+            why = problem or "Docker health check starting"
+            return False, f"not healthy within {limit:.0f}s: {why}"
+        sleep(max(0.0, next_check - clock()))

@@ -24,13 +24,16 @@ class FakeDevice:
         self.clock, self.healthy_at, self.restarts = clock, healthy_at, restarts
         self.gets = 0
         self.health = "none"
+        self.docker_healthy_at: float | None = None     # Docker's check: starting until
 
     def run(self, script: str, **_: object) -> Result:
         if script.rstrip().endswith("do_check"):        # the package's health command
             ok = self.clock() >= self.healthy_at
             return Result("ready\n", "", 0) if ok else Result("", "not ready\n", 1)
         assert "do_containers" in script
-        return Result(f"/ollama-1|running|{self.health}|{self.restarts}|r1\n", "", 0)
+        health = self.health if self.docker_healthy_at is None else \
+            "healthy" if self.clock() >= self.docker_healthy_at else "starting"
+        return Result(f"/ollama-1|running|{health}|{self.restarts}|r1\n", "", 0)
 
     def http_get(self, host: str, port: int, path: str, timeout: float = 5.0):
         self.gets += 1
@@ -93,12 +96,24 @@ def test_docker_unhealthy_without_a_restart_fails_at_once() -> None:
         (False, "Docker reports the container unhealthy")
 
 
-def test_docker_health_starting_holds_the_streak() -> None:
+def test_docker_health_starting_holds_the_gate() -> None:
     package, render, clock, device = setup(start_period=0, healthy_at=0)
     device.health = "starting"
     ok, detail = gate(device, package, "r1", render, None, clock.sleep, clock=clock)
     assert (ok, detail) == (False, "not healthy within 10s: Docker health check starting")
-    assert device.gets == 0             # no HTTP check while Docker's own still starts
+    assert device.gets == 6             # the package's check passed all along
+
+
+def test_the_package_check_counts_while_docker_s_check_starts() -> None:
+    package, render, clock, device = setup(start_period=0, healthy_at=0)
+    device.docker_healthy_at = 3
+    ok, detail = gate(device, package, "r1", render, None, clock.sleep, clock=clock)
+    assert (ok, detail) == (True, "http://127.0.0.1:11434/ answered 3 times in a row")
+    assert clock.now == 4               # checks at 0 and 2 (Docker starting), 4
+    device.healthy_at, device.docker_healthy_at = 5, 13
+    ok, detail = gate(device, package, "r1", render, None, clock.sleep, clock=clock)
+    assert (ok, detail) == (True, "http://127.0.0.1:11434/ answered 5 times in a row")
+    assert clock.now == 14              # failed at 4, passed from 6, Docker healthy at 14
 
 
 def test_tests_run_once_health_holds_and_their_verdict_is_the_gate_s() -> None:
@@ -125,3 +140,18 @@ def test_a_health_command_counts_like_an_http_check() -> None:
     device.healthy_at = 1000
     ok, detail = gate(device, package, "r1", render, None, clock.sleep, clock=clock)
     assert not ok and detail == "not healthy within 10s: ollama list: check: not ready"
+
+
+def test_checks_start_every_interval_however_long_a_check_takes() -> None:
+    package, render, clock, device = setup(start_period=0, healthy_at=0)
+    starts: list[float] = []
+    answer = device.http_get
+
+    def slow_get(*args: object, **kwargs: object):
+        starts.append(clock.now)
+        clock.sleep(0.5)                # the check itself takes half the interval
+        return answer(*args, **kwargs)
+
+    device.http_get = slow_get
+    assert gate(device, package, "r1", render, None, clock.sleep, clock=clock)[0]
+    assert starts == [0.0, 2.0, 4.0] and clock.now == 4.5
