@@ -143,6 +143,40 @@ def containers(conn: Connection, package: str) -> list[ContainerState]:
     return result
 
 
+@dataclass(frozen=True)
+class ContainerUsage:
+    """A running container's memory (MiB) and CPU (% of one core), from docker stats."""
+
+    name: str
+    memory_mb: float
+    cpu_percent: float
+
+
+_MEMORY = re.compile(r"^\s*([\d.]+)\s*([KMGT]?i?B)\s*/")
+_MEMORY_UNITS = {"B": 2**-20, "KiB": 2**-10, "MiB": 1, "GiB": 2**10, "TiB": 2**20,
+                 "kB": 1e3 / 2**20, "KB": 1e3 / 2**20, "MB": 1e6 / 2**20, "GB": 1e9 / 2**20,
+                 "TB": 1e12 / 2**20}
+
+
+def stats(conn: Connection, package: str) -> list[ContainerUsage]:
+    """Memory and CPU of the project's running containers (``docker stats``, which
+    takes a second or two on the device: it measures CPU over an interval). Lines the
+    device answers in another shape are left out."""
+    result = []
+    for line in _call(conn, package, "stats").splitlines():
+        name, _, rest = line.partition("|")
+        memory, _, cpu = rest.partition("|")
+        match = _MEMORY.match(memory)
+        try:
+            percent = float(cpu.strip().rstrip("%"))
+        except ValueError:
+            continue
+        if match and match[2] in _MEMORY_UNITS:
+            result.append(ContainerUsage(name.lstrip("/"),
+                                         float(match[1]) * _MEMORY_UNITS[match[2]], percent))
+    return result
+
+
 def run_check(conn: Connection, package: str, command: str) -> tuple[bool, str]:
     """Run a health command inside the package's first running container."""
     try:

@@ -71,6 +71,11 @@ do_containers() {
     [ -z "$ids" ] || docker inspect --format '{{.Name}}|{{.State.Status}}|{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}|{{.RestartCount}}|{{index .Config.Labels "io.fleetctl.release"}}' $ids
 }
 
+do_stats() {
+    ids=$(docker ps -q --filter "label=com.docker.compose.project=$P")
+    [ -z "$ids" ] || docker stats --no-stream --format '{{.Name}}|{{.MemUsage}}|{{.CPUPerc}}' $ids
+}
+
 do_check() {  # CMD
     id=$(docker ps -q --filter "label=com.docker.compose.project=$P" | head -n 1)
     [ -n "$id" ] || { echo "no running container"; exit 1; }

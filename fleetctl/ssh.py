@@ -12,12 +12,14 @@ from __future__ import annotations
 import base64
 import errno
 import functools
+import http.client
 import logging
 import os
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import paramiko
 
@@ -64,6 +66,35 @@ class Result:
     stderr: str
     status: int
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class HTTPAnswer:
+    """An HTTP answer from a host's side: status (0: none, see ``reason``), body and the
+    seconds from opening the channel to the last byte."""
+
+    status: int
+    body: bytes
+    seconds: float
+    reason: str = ""
+
+
+class _ChannelSocket:
+    """What http.client needs of a socket, over an SSH channel."""
+
+    def __init__(self, channel: paramiko.Channel, timeout: float) -> None:
+        channel.settimeout(timeout)
+        self.channel = channel
+
+    def sendall(self, data: bytes) -> None:
+        self.channel.sendall(data)
+
+    def makefile(self, mode: str) -> BinaryIO:
+        return self.channel.makefile(mode)
+
+    def close(self) -> None:
+        """Nothing: http.client closes its "socket" once the headers say the connection
+        will close, before the body is read; the channel is closed after the read."""
 
 
 def _host_key_name(address: str, port: int) -> str:
@@ -254,30 +285,41 @@ class Connection:
 
         Status 0 means no answer (refused, reset or timed out), with the reason as body.
         """
+        answer = self.http_request("GET", host, port, path, timeout=timeout, limit=65536)
+        return answer.status, answer.reason if answer.status == 0 else \
+            answer.body[:500].decode(errors="replace")
+
+    def http_request(self, method: str, host: str, port: int, path: str, *,
+                     body: bytes = b"", headers: tuple[tuple[str, str], ...] = (),
+                     timeout: float = 5.0, limit: int = 65536) -> HTTPAnswer:
+        """One HTTP/1.1 request to ``host:port`` as seen from the host, through an SSH
+        channel (http.client does the protocol); at most ``limit`` bytes of body are
+        read. Status 0 means no answer or more than ``limit``, with the reason."""
+        start = time.monotonic()
         try:
             channel = self.transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0),
                                                   timeout=timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            return 0, f"no connection to {host}:{port} ({exc or type(exc).__name__})"
+            return HTTPAnswer(0, b"", time.monotonic() - start,
+                              f"no connection to {host}:{port} ({exc or type(exc).__name__})")
+        client = http.client.HTTPConnection(host, port, timeout=timeout)
+        client.sock = _ChannelSocket(channel, timeout)
         try:
-            channel.settimeout(timeout)
-            channel.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n"
-                            f"Connection: close\r\n\r\n".encode())
-            data = b""
-            while len(data) < 65536:
-                chunk = channel.recv(8192)
-                if not chunk:
-                    break
-                data += chunk
-        except (TimeoutError, OSError, paramiko.SSHException) as exc:
-            return 0, f"no answer from {host}:{port} ({exc or type(exc).__name__})"
+            client.request(method, path, body=body or None,
+                           headers={"Connection": "close", **dict(headers)})
+            response = client.getresponse()
+            data = response.read(limit + 1)
+        except (TimeoutError, OSError, paramiko.SSHException, http.client.HTTPException) as exc:
+            return HTTPAnswer(0, b"", time.monotonic() - start,
+                              f"no HTTP answer from {host}:{port} ({exc or type(exc).__name__})")
         finally:
+            client.close()
             channel.close()
-        head, _, body = data.partition(b"\r\n\r\n")
-        parts = head.split(b" ", 2)
-        if len(parts) < 2 or not parts[1].isdigit():
-            return 0, f"no HTTP answer from {host}:{port}"
-        return int(parts[1]), body[:500].decode(errors="replace")
+        seconds = time.monotonic() - start
+        if len(data) > limit:
+            return HTTPAnswer(0, b"", seconds, f"{host}:{port}{path} answered more than "
+                                               f"{limit} bytes")
+        return HTTPAnswer(response.status, data, seconds)
 
     def close(self) -> None:
         self.transport.close()

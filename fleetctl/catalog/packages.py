@@ -16,6 +16,7 @@ from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+from fleetctl.durations import parse_duration
 from fleetctl.errors import InputError
 from fleetctl.secrets import register
 from fleetctl.sizes import parse_size
@@ -381,19 +382,6 @@ def _resources(doc: Located, path: Path) -> tuple[int, int]:
             raise InputError(f"{path}:{raw.line_of(key)}: resources.{key} {raw[key]!r} is not "
                              f"a size such as 512m or 4g") from None
     return sizes[0], sizes[1]
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from ``30``, ``30s``, ``5m``, ``1h``, ``90d`` or ``500ms``."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    text = str(value).strip().lower()
-    for suffix, scale in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)):
-        if text.endswith(suffix) and text[:-len(suffix)].replace(".", "", 1).isdigit():
-            return float(text[:-len(suffix)]) * scale
-    if text.replace(".", "", 1).isdigit():
-        return float(text)
-    raise ValueError(value)
 
 
 def requirement_problem(spec: str) -> str | None:

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from fleetctl.catalog.compose import RenderContext
-from fleetctl.catalog.packages import Catalog, Package, parse_duration
+from fleetctl.catalog.packages import Catalog, Package
 from fleetctl.delivery.blobstore import BlobStore
 from fleetctl.delivery.images import MODES, RateLimit, delivery_mode
+from fleetctl.durations import parse_duration
 from fleetctl.errors import FleetError, InputError
 from fleetctl.facts.hostfacts import PROBE_SCRIPT, HostFacts, ProbeOutputError, parse_probe
 from fleetctl.inventory.model import Host

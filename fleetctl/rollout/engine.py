@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fleetctl.catalog.packages import parse_duration
+from fleetctl.durations import parse_duration
 from fleetctl.errors import FleetError
 from fleetctl.plan import Plan
 from fleetctl.rollout.context import Context, Options, parallel, with_delivery, with_playbook

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fleetctl.catalog.packages import Catalog, Health, health_over, parse_duration
+from fleetctl.catalog.packages import Catalog, Health, health_over
+from fleetctl.durations import parse_duration
 from fleetctl.errors import FleetError, InputError
 from fleetctl.rollout.strategy import parse_policy, parse_steps
 from fleetctl.yamlfile import Located, LocatedList, load_yaml

@@ -1,0 +1,228 @@
+"""Taking an analysis' measurements: probe requests at each metric's rate, scrapes and
+container samples at each interval, on the canary and on its baseline hosts at the same
+moments, then judging every interval as it ends (a failed metric stops the analysis at
+once).
+
+A :class:`Subject` is one host's side; :class:`HostSubject` reaches it over the host's
+SSH connection (requests and scrapes through a forwarded channel, container stats with
+the device script), so nothing on the host listens beyond what the app already does.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Protocol, TypeVar
+from urllib.parse import urlsplit
+
+from fleetctl import device
+from fleetctl.analysis.conditions import Values
+from fleetctl.analysis.measurements import (
+    ContainerSample,
+    ContainerStats,
+    Pooled,
+    Request,
+    RequestStats,
+    Scrape,
+    Scrapes,
+    parse_exposition,
+)
+from fleetctl.analysis.spec import Analysis, Metric
+from fleetctl.analysis.verdict import Judged, MetricRun, Verdict, judge, verdict
+from fleetctl.ssh import Connection, SSHFailure
+
+#: the most of an app's metrics page fleetctl reads
+SCRAPE_LIMIT = 4 * 2**20
+#: the most of a probe request's answer fleetctl reads (the rest is not waited for)
+ANSWER_LIMIT = 2**20
+
+T = TypeVar("T")
+
+
+class SampleError(Exception):
+    """A measurement could not be taken (no answer, not the expected format)."""
+
+
+class Subject(Protocol):
+    """One host measured by an analysis."""
+
+    name: str
+
+    def send(self, metric: Metric) -> Request: ...
+
+    def scrape(self, metric: Metric) -> Scrape: ...
+
+    def container(self) -> ContainerSample: ...
+
+
+@dataclass
+class HostSubject:
+    """A host reached over its SSH connection: the package's containers of ``release``,
+    the metrics' URLs rendered for this host."""
+
+    name: str
+    conn: Connection
+    package: str
+    release: str
+    urls: dict[str, str]
+
+    def send(self, metric: Metric) -> Request:
+        assert metric.request is not None
+        answer = self._http(metric.request.method, self.urls[metric.name],
+                            metric.request.body.encode(), metric.request.headers,
+                            metric.request.timeout, ANSWER_LIMIT)
+        return Request(answer.seconds, 200 <= answer.status < 400)
+
+    def scrape(self, metric: Metric) -> Scrape:
+        url = self.urls[metric.name]
+        answer = self._http("GET", url, b"", (), 10.0, SCRAPE_LIMIT)
+        if answer.status != 200:
+            raise SampleError(f"GET {url}: {answer.status or answer.reason}")
+        try:
+            return parse_exposition(answer.body.decode())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SampleError(f"GET {url}: not Prometheus's text format ({exc})") from None
+
+    def container(self) -> ContainerSample:
+        try:
+            ours = [c for c in device.containers(self.conn, self.package)
+                    if c.release == self.release]
+            usage = device.stats(self.conn, self.package)
+        except (device.StepFailed, SSHFailure) as exc:
+            raise SampleError(f"container stats: {exc}") from None
+        if not ours:
+            raise SampleError(f"no container of release {self.release}")
+        names = {c.name for c in ours}
+        mine = [u for u in usage if u.name in names]
+        return ContainerSample(sum(c.restarts for c in ours),
+                               sum(u.memory_mb for u in mine), sum(u.cpu_percent for u in mine))
+
+    def _http(self, method: str, url: str, body: bytes, headers: tuple[tuple[str, str], ...],
+              timeout: float, limit: int):
+        parts = urlsplit(url)
+        path = parts.path or "/"
+        if parts.query:
+            path += f"?{parts.query}"
+        try:
+            return self.conn.http_request(method, parts.hostname or "127.0.0.1",
+                                          parts.port or 80, path, body=body, headers=headers,
+                                          timeout=timeout, limit=limit)
+        except SSHFailure as exc:
+            raise SampleError(f"{method} {url}: {exc}") from None
+
+
+@dataclass
+class _State:
+    """What one metric has gathered on one subject since its last measurement."""
+
+    requests: list[Request] = field(default_factory=list)
+    scrape: Scrape | None = None
+    first: ContainerSample | None = None
+    error: str | None = None
+
+
+def analyse(analysis: Analysis, canary: Subject, baselines: list[Subject], *,
+            sleep: Callable[[float], None], clock: Callable[[], float],
+            fan_out: Callable[[Callable[[Subject], T], list[Subject]], list[T]] | None = None
+            ) -> Verdict:
+    """Measure ``canary`` and ``baselines`` side by side as ``analysis`` says and judge
+    each interval; stops early when a metric fails."""
+    subjects = [canary, *baselines]
+    fan_out = fan_out or _threads
+    runs = {m.name: MetricRun(m) for m in analysis.metrics}
+    states = {m.name: {s.name: _State() for s in subjects} for m in analysis.metrics}
+    start = clock()
+    events: list[tuple[float, int, str, str]] = []
+    order = 0
+    for metric in analysis.metrics:
+        kind = "send" if metric.source == "requests" else "sample"
+        events.append((start, order, kind, metric.name))
+        for i in range(1, metric.count + 1):
+            order += 1
+            events.append((start + i * metric.interval, order, "measure", metric.name))
+        order += 1
+    heapq.heapify(events)
+    by_name = {m.name: m for m in analysis.metrics}
+    sends = dict.fromkeys(by_name, 0)
+    while events:
+        at, _, kind, name = heapq.heappop(events)
+        metric, run = by_name[name], runs[name]
+        if run.finished:
+            continue
+        sleep(max(0.0, at - clock()))
+        if kind == "send":
+            assert metric.request is not None
+            sent = fan_out(partial(_send, metric), subjects)
+            for subject, request in zip(subjects, sent, strict=True):
+                states[name][subject.name].requests.append(request)
+            sends[name] += 1        # the k-th send at start + k / rate: no drift
+            following = start + sends[name] / metric.request.rate
+            if following < start + metric.interval * metric.count:
+                order += 1
+                heapq.heappush(events, (following, order, "send", name))
+        elif kind == "sample":
+            fan_out(partial(_first_sample, metric, states[name]), subjects)
+        else:
+            values = fan_out(partial(_measure, metric, states[name]), subjects)
+            run.judged.append(_judge(metric, values[0], values[1:]))
+            if run.failed:
+                break
+    names = [b.name for b in baselines]
+    return verdict(analysis, list(runs.values()), names)
+
+
+def _threads(work: Callable[[Subject], T], subjects: list[Subject]) -> list[T]:
+    if len(subjects) == 1:
+        return [work(subjects[0])]
+    with ThreadPoolExecutor(len(subjects)) as pool:
+        return list(pool.map(work, subjects))
+
+
+def _send(metric: Metric, subject: Subject) -> Request:
+    return subject.send(metric)
+
+
+def _first_sample(metric: Metric, states: dict[str, _State], subject: Subject) -> None:
+    state = states[subject.name]
+    try:
+        if metric.source == "prometheus":
+            state.scrape = subject.scrape(metric)
+        else:
+            state.first = subject.container()
+    except SampleError as exc:
+        state.error = str(exc)
+
+
+def _measure(metric: Metric, states: dict[str, _State],
+             subject: Subject) -> tuple[Values | None, int | None, str | None]:
+    """One subject's measurement of the interval that just ended: (values, samples,
+    why there are none)."""
+    state = states[subject.name]
+    if metric.source == "requests":
+        requests, state.requests = state.requests, []
+        return RequestStats(requests), len(requests), None
+    try:
+        if metric.source == "prometheus":
+            now = subject.scrape(metric)
+            before, state.scrape = state.scrape, now
+            if before is None:
+                return None, None, state.error or "no earlier scrape"
+            return Scrapes(before, now, metric.interval), None, None
+        now_sample = subject.container()
+        if state.first is None:
+            state.first = now_sample
+        return ContainerStats(state.first, now_sample), None, None
+    except SampleError as exc:
+        return None, None, str(exc)
+
+
+def _judge(metric: Metric, canary: tuple[Values | None, int | None, str | None],
+           baselines: Iterable[tuple[Values | None, int | None, str | None]]) -> Judged:
+    values, samples, error = canary
+    if values is None:
+        return Judged("inconclusive", f"{metric.name}: {error}")
+    pooled = [v for v, _, _ in baselines if v is not None]
+    return judge(metric, values, Pooled(pooled) if pooled else None, samples)
