@@ -82,6 +82,15 @@ class Analysis:
         """Seconds the longest metric measures."""
         return max(m.interval * m.count for m in self.metrics)
 
+    def to_json(self) -> dict[str, Any]:
+        """The analysis as ``packages show --json`` prints it."""
+        return {"steps": self.steps, "inconclusive": self.inconclusive,
+                "baseline_hosts": self.baseline_hosts,
+                "metrics": [{"name": m.name, "source": m.source, "interval": m.interval,
+                             "count": m.count, "success": str(m.success or "") or None,
+                             "failure": str(m.failure or "") or None,
+                             "failure_limit": m.failure_limit} for m in self.metrics]}
+
     def applies_to(self, step: int) -> bool:
         """Whether the step (0-based) is analysed."""
         return self.steps == "all" or step == 0

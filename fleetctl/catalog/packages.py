@@ -16,6 +16,7 @@ from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+from fleetctl.analysis.spec import Analysis, parse_analysis
 from fleetctl.durations import parse_duration
 from fleetctl.errors import InputError
 from fleetctl.secrets import register
@@ -24,7 +25,7 @@ from fleetctl.yamlfile import Located, LocatedList, load_yaml
 
 KEYS = {"name", "description", "group", "image", "versions", "aliases", "requires",
         "depends", "env", "secrets", "ports", "volumes", "health", "resources", "compose",
-        "privileges", "host_paths"}
+        "privileges", "host_paths", "analysis"}
 #: service settings that give a container power over its host: refused in a rendered
 #: compose file unless the package lists them under ``privileges``
 PRIVILEGES = ("privileged", "pid", "ipc", "cap_add", "devices", "security_opt",
@@ -71,6 +72,7 @@ class Package:
     compose: str = "compose.yml.j2"
     privileges: tuple[str, ...] = ()    # of PRIVILEGES, allowed in its compose file
     host_paths: tuple[str, ...] = ()    # host folders or files it may bind-mount
+    analysis: Analysis | None = None    # how a canary is judged after its health gate
 
     def __post_init__(self) -> None:
         register(self.env[name] for name in self.secrets if name in self.env)
@@ -97,6 +99,7 @@ class Package:
             "resources": {"min_memory_mb": self.min_memory_mb,
                           "min_free_disk_mb": self.min_free_disk_mb},
             "compose": str(self.compose_path), "tests": [str(t) for t in self.tests],
+            "analysis": self.analysis.to_json() if self.analysis else None,
         }
 
 
@@ -287,7 +290,8 @@ def load_package(path: Path, text: str | None = None) -> Package:
         env={k: str(v) for k, v in env.items()}, secrets=strings("secrets"),
         ports=tuple(ports), privileges=privileges, host_paths=host_paths,
         volumes=strings("volumes"), health=_health(doc, path), min_memory_mb=min_memory,
-        min_free_disk_mb=min_disk, compose=compose)
+        min_free_disk_mb=min_disk, compose=compose,
+        analysis=parse_analysis(doc["analysis"], path) if "analysis" in doc else None)
 
 
 def _versions(doc: Located, path: Path) -> tuple[tuple[str, ...], str]:

@@ -59,6 +59,9 @@ ViaSeedOpt = Annotated[bool, typer.Option(
 StageOnlyOpt = Annotated[bool, typer.Option(
     "--stage-only", help="Deliver images and release files to every target and stop; "
                          "nothing running changes. A later run activates without pulling.")]
+NoAnalysisOpt = Annotated[bool, typer.Option(
+    "--no-analysis", help="Judge canaries by the health gate only, not by the packages' "
+                          "analysis: (metrics).")]
 AllowDowngradeOpt = Annotated[bool, typer.Option(
     "--allow-downgrade", help="Deploy a plan that moves hosts to an older version; with "
                               "--bundle, accept a bundle that is expired or older on its "

@@ -15,6 +15,7 @@ from fleetctl.cli.common import (
     EventsOpt,
     HostKeyOpt,
     InventoryOpt,
+    NoAnalysisOpt,
     PackagesOpt,
     ReportOpt,
     StageOnlyOpt,
@@ -48,7 +49,7 @@ def run(
     ignore_window: Annotated[bool, typer.Option("--ignore-window", help="Start even outside "
                                                 "the playbook's maintenance window.")] = False,
     delivery: DeliveryOpt = None, via_seed: ViaSeedOpt = False, stage_only: StageOnlyOpt = False,
-    allow_downgrade: AllowDowngradeOpt = False,
+    no_analysis: NoAnalysisOpt = False, allow_downgrade: AllowDowngradeOpt = False,
     inventory: InventoryOpt = None, break_lock: BreakLockOpt = False,
     report_json: ReportOpt = False, events: EventsOpt = None, timeout: TimeoutOpt = 5.0,
     host_key_policy: HostKeyOpt = None, state_dir: StateDirOpt = None,
@@ -77,7 +78,7 @@ def run(
     assert playbook is not None
     book = load_playbook(playbook)
     flags = {"delivery": delivery, "via_seed": via_seed, "stage_only": stage_only,
-             "break_lock": break_lock}
+             "break_lock": break_lock, "analysis": not no_analysis}
     options = None if check else fleet.playbook_options(book, ignore_window=ignore_window,
                                                         bundle=opened, **flags)
     hosts = fleet.hosts(Selection(book.group, book.pattern))

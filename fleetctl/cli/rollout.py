@@ -21,6 +21,7 @@ from fleetctl.cli.common import (
     InventoryOpt,
     JsonOpt,
     LimitOpt,
+    NoAnalysisOpt,
     PackagesOpt,
     ReportOpt,
     StageOnlyOpt,
@@ -75,7 +76,7 @@ def deploy(
                                                "revert hosts of earlier steps.")] = False,
     keep: Annotated[int, typer.Option("--keep", min=2, help="Releases kept per host.")] = 3,
     delivery: DeliveryOpt = None, via_seed: ViaSeedOpt = False, stage_only: StageOnlyOpt = False,
-    allow_downgrade: AllowDowngradeOpt = False,
+    no_analysis: NoAnalysisOpt = False, allow_downgrade: AllowDowngradeOpt = False,
     break_lock: BreakLockOpt = False, report_json: ReportOpt = False, events: EventsOpt = None,
     timeout: TimeoutOpt = 5.0, host_key_policy: HostKeyOpt = None,
     state_dir: StateDirOpt = None, packages: PackagesOpt = None,
@@ -95,7 +96,7 @@ def deploy(
                             unreachable=unreachable, canaries=canary, pause=pause,
                             gate_timeout=gate_timeout, keep=keep, rollback_all=rollback_all,
                             break_lock=break_lock, delivery=delivery, via_seed=via_seed,
-                            stage_only=stage_only)
+                            stage_only=stage_only, analysis=not no_analysis)
     if plan_file:
         the_plan = fleet.read_plan(plan_file, request)
     else:

@@ -56,6 +56,7 @@ class Options:
     via_seed: bool = False            # ssh delivery: one host per site gets the blobs once
     stage_only: bool = False          # deliver and stage on every target, change nothing
     bundle: str | None = None         # an unpacked bundle: its catalog, blobs only from it
+    analysis: bool = True             # False: health gate only (--no-analysis)
 
     @property
     def policy(self) -> FailurePolicy:

@@ -82,6 +82,7 @@ def _run(ctx: Context, record: RolloutRecord) -> RolloutRecord:
         # a host lost mid-way (after activate, before commit or revert) is in an unknown
         # state: it counts as unreachable, and the rollout goes no further without it
         unknown = [h for h in step_hosts if _host_outcome(states[h]) == "in-flight"]
+        unsure = [h for h in step_hosts if _host_outcome(states[h]) == "inconclusive"]
         failed = [h for h in step_hosts if _host_outcome(states[h]) in FAILED
                   or (policy.unreachable == "failed" and
                       _host_outcome(states[h]) in ("deferred", "in-flight"))]
@@ -99,6 +100,13 @@ def _run(ctx: Context, record: RolloutRecord) -> RolloutRecord:
                                f"and goes on, 'fleetctl rollback {record.id}' undoes it",
                                current_step=index)
             journal.unlock(record.id)
+            return journal.get(record.id)
+        if unsure:
+            why = next(s.error for s in states[unsure[0]] if s.phase == "inconclusive")
+            journal.set_status(record.id, "paused", f"step {index + 1}: {why} (on "
+                               f"{', '.join(unsure)}); 'fleetctl rollout promote {record.id}' "
+                               f"commits and goes on, 'fleetctl rollback {record.id}' undoes "
+                               f"it", current_step=index)
             return journal.get(record.id)
         if outcomes and index < len(record.steps) - 1 and options.pause:
             if options.pause == "manual":
@@ -123,7 +131,8 @@ def _run(ctx: Context, record: RolloutRecord) -> RolloutRecord:
 def _host_outcome(states: list[HostState]) -> str:
     """One word for a host across its packages: the worst phase wins."""
     phases = {s.phase for s in states}
-    for phase in ("revert-failed", "reverted", "failed", "deferred", "rolled-back"):
+    for phase in ("revert-failed", "reverted", "failed", "deferred", "rolled-back",
+                  "inconclusive"):
         if phase in phases:
             return phase
     if phases - set(FINAL_HOST_PHASES):
@@ -195,7 +204,8 @@ def rollback_rollout(ctx: Context, rollout_id: str) -> RolloutRecord:
     parallel(lambda h: undo_host(ctx, record, options, h), hosts)
     final = ctx.journal.get(rollout_id)
     left = [s.host for s in final.hosts if s.phase in ("committed", "activated", "staged",
-                                                        "locked", "revert-failed")]
+                                                        "locked", "revert-failed",
+                                                        "inconclusive")]
     ctx.journal.set_status(rollout_id, "rolled-back" if not left else "failed",
                            "rolled back" + (f"; not on: {', '.join(sorted(set(left)))}"
                                             if left else ""))

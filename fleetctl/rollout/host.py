@@ -20,6 +20,7 @@ from fleetctl.delivery.images import (
 from fleetctl.errors import FleetError
 from fleetctl.facts.hostfacts import HostFacts
 from fleetctl.plan import Plan, PlanEntry, current_container, preflight
+from fleetctl.rollout.canary import analyse_host
 from fleetctl.rollout.context import (
     Context,
     Options,
@@ -57,7 +58,7 @@ def deploy_host(ctx: Context, record: RolloutRecord, plan: Plan, options: Option
     with conn:
         for position, entry in enumerate(pending):
             try:
-                outcome = _deploy_package(ctx, conn, record, options, entry,
+                outcome = _deploy_package(ctx, conn, record, plan, options, entry,
                                           states[entry.package])
             except SSHFailure as exc:
                 phase = _state(journal, record.id, host, entry.package).phase
@@ -75,6 +76,8 @@ def deploy_host(ctx: Context, record: RolloutRecord, plan: Plan, options: Option
                                  "failed" if phase in ("pending", "deferred", "locked")
                                  else phase, error=str(exc))
                 outcome = "failed"
+            if outcome == "inconclusive":     # its later packages wait for the decision
+                return outcome
             if outcome not in ("committed", "noop", "ready"):
                 for later in pending[position + 1:]:
                     journal.set_host(record.id, host, later.package, "skipped",
@@ -101,8 +104,8 @@ def _state(journal: Journal, rollout_id: str, host: str, package: str) -> HostSt
                 if s.host == host and s.package == package)
 
 
-def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, options: Options,
-                    entry: PlanEntry, state: HostState) -> str:
+def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, plan: Plan,
+                    options: Options, entry: PlanEntry, state: HostState) -> str:
     journal = ctx.journal
     package = ctx.catalog.get(entry.package)
     rid, host, name = record.id, entry.host, entry.package
@@ -161,9 +164,25 @@ def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, optio
                       host_tests(ctx, conn, package, entry, rid), ctx.clock)
     if not ok:
         return _revert(ctx, conn, record, state, facts, package, options, f"gate: {detail}")
+    if state.phase == "inconclusive":
+        detail += "; promoted by the operator after an inconclusive analysis"
+    elif options.analysis and package.analysis and package.analysis.applies_to(state.step):
+        journal.note(rid, host, name, "analysing", f"healthy: {detail}; measuring for "
+                     f"{package.analysis.window:.0f}s")
+        verdict = analyse_host(ctx, conn, plan, entry, package, render,
+                               record.steps[state.step], options.connect_timeout)
+        if verdict.outcome == "failed" or (verdict.outcome == "inconclusive" and
+                                           package.analysis.inconclusive == "fail"):
+            return _revert(ctx, conn, record, state, facts, package, options,
+                           f"analysis {verdict.outcome}: {verdict.detail}")
+        if verdict.outcome == "inconclusive":
+            journal.set_host(rid, host, name, "inconclusive", "analysis inconclusive",
+                             error=f"analysis inconclusive: {verdict.detail}")
+            return "inconclusive"
+        detail += f"; analysis: {verdict.detail}"
     previous = device.commit(conn, name, rid, options.keep_releases)
     journal.set_host(rid, host, name, "committed", f"healthy: {detail}"
-                     + (f"; previous release {previous} kept" if previous else ""))
+                     + (f"; previous release {previous} kept" if previous else ""), error=None)
     write_audit(ctx, conn, record, state, "committed")
     return "committed"
 
@@ -235,7 +254,8 @@ def undo_host(ctx: Context, record: RolloutRecord, options: Options, host: str) 
     journal = ctx.journal
     states = [s for s in journal.get(record.id).hosts if s.host == host]
     undo = [s for s in reversed(states)
-            if s.phase in ("committed", "locked", "staged", "activated", "reverting")]
+            if s.phase in ("committed", "locked", "staged", "activated", "reverting",
+                           "inconclusive")]
     if not undo:
         return "nothing to undo"
     conn = _connect_or_defer(ctx, record, host, options, [(s.package, s.phase) for s in undo],

@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS fleet_locks (
 """
 
 ACTIVE = ("running", "paused")
+#: not final: "inconclusive" (an analysis could not judge; promote or rollback decides)
 FINAL_HOST_PHASES = ("committed", "reverted", "revert-failed", "failed", "noop", "skipped",
                      "rolled-back", "cancelled", "ready")
 

@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from fleetctl.analysis.spec import Analysis, parse_analysis
 from fleetctl.catalog.packages import Catalog, Health, health_over
 from fleetctl.durations import parse_duration
 from fleetctl.errors import FleetError, InputError
 from fleetctl.rollout.strategy import parse_policy, parse_steps
 from fleetctl.yamlfile import Located, LocatedList, load_yaml
 
-KEYS = {"name", "description", "targets", "packages", "strategy", "health", "window"}
+KEYS = {"name", "description", "targets", "packages", "strategy", "health", "window",
+        "analysis"}
 TARGET_KEYS = {"group", "pattern", "where"}
 PACKAGE_KEYS = {"name", "version", "env", "secrets", "vars"}
 STRATEGY_KEYS = {"steps", "canary", "pause", "max_failures", "failure_scope", "unreachable",
@@ -124,15 +126,22 @@ class Playbook:
     keep: int = 3
     health: dict[str, Located] = field(default_factory=dict)
     window: Window | None = None
+    #: per package, an analysis replacing the package's, or None: health gate only
+    analysis: dict[str, Analysis | None] = field(default_factory=dict)
 
     @property
     def requests(self) -> list[str]:
         return [p.request for p in self.packages]
 
     def apply(self, catalog: Catalog) -> tuple[Catalog, dict[str, dict[str, Any]]]:
-        """The catalog with this playbook's env and health overrides, and the template
-        vars per package (InputError at the playbook's line for an unknown package)."""
+        """The catalog with this playbook's env, health and analysis overrides, and the
+        template vars per package (InputError at the playbook's line for an unknown
+        package)."""
         packages = dict(catalog.packages)
+        for name, analysis in self.analysis.items():
+            if name not in packages:
+                raise InputError(f"{self.path}: analysis: no package {name!r} in the catalog")
+            packages[name] = replace(packages[name], analysis=analysis)
         for name, raw in self.health.items():
             if name not in packages:
                 raise InputError(f"{self.path}:{raw.line}: health: no package {name!r} in "
@@ -195,7 +204,7 @@ def load_playbook(path: Path) -> Playbook:
         name=str(doc["name"]), description=str(doc.get("description", "")),
         packages=_packages(doc, path), group=_text(targets.get("group")),
         pattern=_text(targets.get("pattern")), where=tuple(where), health=health,
-        window=window, **values)
+        window=window, analysis=_analysis_section(doc, path), **values)
 
 
 def reload(path: str, sha256: str) -> Playbook:
@@ -310,6 +319,21 @@ def _health_section(doc: Located, path: Path) -> dict[str, Located]:
     for name, overrides in raw.items():
         health_over(Health(), overrides, path, f"health.{name}")   # validated now, applied later
     return dict(raw)
+
+
+def _analysis_section(doc: Located, path: Path) -> dict[str, Analysis | None]:
+    raw = doc.get("analysis")
+    if raw is None:
+        return {}
+    if not isinstance(raw, Located):
+        raise InputError(f"{path}:{doc.line_of('analysis')}: analysis maps a package to its "
+                         f"analysis (replacing the package's) or to false (health gate only)")
+    for name, value in raw.items():
+        if value is not False and not isinstance(value, Located):
+            raise InputError(f"{path}:{raw.line_of(name)}: analysis.{name} is an analysis "
+                             f"(a mapping with metrics) or false (health gate only)")
+    return {str(name): None if value is False else
+            parse_analysis(value, path, f"analysis.{name}") for name, value in raw.items()}
 
 
 def _window(raw: Located, path: Path) -> Window:
