@@ -163,7 +163,8 @@ def rollout_promote(
     report_json: ReportOpt = False, events: EventsOpt = None, host_key_policy: HostKeyOpt = None,
     state_dir: StateDirOpt = None, packages: PackagesOpt = None,
 ) -> None:
-    """Continue a rollout paused with --pause manual.
+    """Continue a paused rollout (--pause manual, or an inconclusive canary analysis:
+    its hosts are committed after their health gate).
 
     Example: fleetctl rollout promote 20261122T101500-ab12
     """

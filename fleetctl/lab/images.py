@@ -30,7 +30,8 @@ CONFIG_V1 = "application/vnd.docker.container.image.v1+json"
 LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 CREATED = "2025-01-01T00:00:00Z"
 APPLETS = ("sh", "ash", "cat", "echo", "printf", "sleep", "wget", "httpd", "mkdir", "date",
-           "env", "ls", "ps", "kill", "true", "false", "grep", "sed", "nc", "id", "hostname")
+           "env", "ls", "ps", "kill", "true", "false", "grep", "sed", "nc", "id", "hostname",
+           "head", "wc", "awk")
 
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

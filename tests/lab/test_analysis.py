@@ -1,0 +1,134 @@
+"""Canary analysis on the lab: releases that are healthy but slow, erroring or leaking
+stop at the canary with the metric and its numbers; a good release passes and
+completes; with no baseline the analysis is inconclusive and the rollout waits for
+``rollout promote``.
+
+jetson-a1 (the canary) and jetson-b1 (its baseline) are both Orin Nano on R36.4.3.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ..conftest import Lab, fleetctl
+from .test_deploy import running, serving
+
+PAIR = "jetson-a1:jetson-b1"
+ANALYSIS = """\
+analysis:
+  ollama:
+    metrics:
+      - name: generate
+        requests:
+          method: POST
+          url: "http://{{ check_address }}:11434/api/generate"
+          body: {model: "llama3.2:1b", prompt: "Say hi", stream: false}
+          rate: 5
+        interval: 2s
+        count: 2
+        success: p50_latency_ms <= 1.5 * baseline.p50_latency_ms and error_ratio < 0.05
+      - name: memory
+        container: {}
+        interval: 2s
+        count: 2
+        failure: memory_growth_mb > 16 or restarts > 0
+"""
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("state")
+
+
+def on(lab: Lab, state: Path, version: str) -> dict[str, str]:
+    """Both hosts on ``version`` (no analysis); their digests."""
+    fleetctl("deploy", f"ollama:{version}", "-i", lab.status["inventory"], "--state-dir",
+             str(state), "--limit", PAIR, "--steps", "100%", "--allow-downgrade", "--yes")
+    return {h: running(lab, h)["digest"] for h in PAIR.split(":")}
+
+
+def run(lab: Lab, state: Path, tmp_path: Path, version: str, *args: str):
+    book = tmp_path / "analysed.yml"
+    book.write_text(f"name: analysed ollama\ntargets: {{pattern: '{PAIR}'}}\n"
+                    f"packages: [{{name: ollama, version: '{version}'}}]\n"
+                    f"strategy: {{steps: [1, 100%], canary: [jetson-a1]}}\n" + ANALYSIS)
+    events = tmp_path / "events.jsonl"
+    result = fleetctl("run", str(book), "-i", lab.status["inventory"], "--state-dir",
+                      str(state), "--yes", "--json", "--events", str(events), *args,
+                      check=False)
+    return result, [json.loads(line) for line in events.read_text().splitlines()]
+
+
+@pytest.mark.parametrize(("version", "failed"), [
+    ("0.7.3", "generate: p50_latency_ms <= 1.5 * baseline.p50_latency_ms and error_ratio "
+              "< 0.05 failed: p50_latency_ms 3"),
+    ("0.7.4", "generate: p50_latency_ms <= 1.5 * baseline.p50_latency_ms and error_ratio "
+              "< 0.05 failed: p50_latency_ms 1"),
+    ("0.7.5", "memory: memory_growth_mb > 16 or restarts > 0 met its failure condition: "
+              "memory_growth_mb "),
+])
+def test_a_healthy_but_bad_release_stops_at_the_canary(lab: Lab, state: Path, tmp_path: Path,
+                                                        version: str, failed: str) -> None:
+    before = on(lab, state, "0.7.0")
+    result, _ = run(lab, state, tmp_path, version)
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    hosts = {h["host"]: h for h in report["hosts"]}
+    assert report["status"] == "failed"
+    error = hosts["jetson-a1"]["error"]
+    assert hosts["jetson-a1"]["phase"] == "reverted"
+    assert error.startswith(f"analysis failed: {failed}"), error
+    assert error.endswith("; baseline: jetson-b1")
+    if version == "0.7.4":      # one generate in ten answers 500
+        assert "error_ratio 0.1 (10 samples)" in error
+    assert hosts["jetson-b1"]["phase"] == "cancelled"
+    for host in ("jetson-a1", "jetson-b1"):     # the canary back and answering, b1 untouched
+        assert running(lab, host)["digest"] == before[host]
+        assert serving(lab, host) == "0.7.0"
+
+
+def test_a_good_release_passes_its_analysis(lab: Lab, state: Path, tmp_path: Path) -> None:
+    on(lab, state, "0.6.8")
+    result, events = run(lab, state, tmp_path, "0.7.0")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "completed"
+    committed = {e["host"]: e["detail"] for e in events if e["phase"] == "committed"}
+    assert "; analysis: 2 metrics passed (generate: p50_latency_ms " in committed["jetson-a1"]
+    assert "baseline: jetson-b1" in committed["jetson-a1"]
+    assert "analysis" not in committed["jetson-b1"]     # the second step: health gate only
+    assert [e["detail"] for e in events if e["phase"] == "analysing"] == \
+        ["healthy: http://127.0.1.1:11434/api/version answered 3 times in a row; testinfra: "
+         "4 passed; measuring for 4s"]
+    for host in ("jetson-a1", "jetson-b1"):
+        assert serving(lab, host) == "0.7.0"
+
+
+def test_no_baseline_is_inconclusive_and_waits_for_promote(lab: Lab, state: Path,
+                                                            tmp_path: Path) -> None:
+    on(lab, state, "0.6.8")
+    lab.ssh("jetson-a1", "docker rm -f $(docker ps -aq --filter label=io.fleetctl.package=ollama)"
+                         " >/dev/null; rm -rf /opt/fleetctl/ollama")    # a first install
+    result, _ = run(lab, state, tmp_path, "0.7.0")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    hosts = {h["host"]: h for h in report["hosts"]}
+    assert report["status"] == "paused"
+    assert report["message"].startswith("step 1: analysis inconclusive: generate: ")
+    assert "no baseline (no host of the same class on the previous release)" in \
+        report["message"]
+    assert f"'fleetctl rollout promote {report['id']}'" in report["message"]
+    assert hosts["jetson-a1"]["phase"] == "inconclusive"
+    assert serving(lab, "jetson-a1") == "0.7.0"             # runs, not yet committed
+    assert serving(lab, "jetson-b1") == "0.6.8"
+    promoted = fleetctl("rollout", "promote", report["id"], "-i", lab.status["inventory"],
+                        "--state-dir", str(state), "--json", check=False)
+    assert promoted.returncode == 0, promoted.stderr
+    hosts = {h["host"]: h for h in json.loads(promoted.stdout)["hosts"]}
+    assert {h: s["phase"] for h, s in hosts.items()} == {"jetson-a1": "committed",
+                                                          "jetson-b1": "committed"}
+    assert hosts["jetson-a1"]["error"] is None
+    for host in ("jetson-a1", "jetson-b1"):
+        assert serving(lab, host) == "0.7.0"
