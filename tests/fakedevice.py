@@ -16,7 +16,7 @@ from pathlib import Path
 from fleetctl.device import script_for
 from fleetctl.facts.hostfacts import PROBE_SCRIPT
 from fleetctl.inventory.targets import Target
-from fleetctl.ssh import Result, SSHFailure
+from fleetctl.ssh import HTTPAnswer, Result, SSHFailure
 
 SAMPLE = (Path(__file__).parent / "unit" / "probe_outputs" / "lab-orin-nano-jp62.txt").read_text()
 
@@ -60,6 +60,9 @@ class FakeDevice:
     #: digests whose release never answers its health check, or crash-loops
     unhealthy: set[str] = field(default_factory=set)
     crashing: set[str] = field(default_factory=set)
+    #: seconds a request to the app takes, by digest (an analysis' probe requests)
+    latency: dict[str, float] = field(default_factory=dict)
+    requests: int = 0
     versions: dict[str, str] = field(default_factory=dict)     # digest -> version label
     fail_step: dict[str, str] = field(default_factory=dict)   # step -> error it prints
     drop_after: str | None = None       # the link drops once this step has run
@@ -99,6 +102,13 @@ class FakeDevice:
         self._alive()
         healthy = self.running and self._digest(self.running.image) not in self.unhealthy
         return (200, "{}") if healthy else (0, "connection refused")
+
+    def http_request(self, method: str, host: str, port: int, path: str, **_: object
+                     ) -> HTTPAnswer:
+        status, body = self.http_get(host, port, path)
+        self.requests += 1
+        digest = self._digest(self.running.image) if self.running else ""
+        return HTTPAnswer(status, body.encode(), self.latency.get(digest, 0.05))
 
     def close(self) -> None:
         pass
@@ -155,6 +165,9 @@ class FakeDevice:
         state = "exited" if self.running.restarts >= 2 else "running"
         return (f"/{self.package}-1|{state}|none|{self.running.restarts}|"
                 f"{self.running.release}\n")
+
+    def _stats(self, v: dict[str, str]) -> str:
+        return f"{self.package}-1|20MiB / 7.4GiB|1.5%\n" if self.running else ""
 
     def _commit(self, v: dict[str, str]) -> str:
         if self.current and self.current != v["REL"]:

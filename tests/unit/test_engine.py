@@ -319,3 +319,77 @@ def test_a_running_rollout_whose_controller_died_shows_as_interrupted(tmp_path: 
                               (f"elsewhere:{ended.pid}", "running")):
         running = dataclasses.replace(record, status="running", controller=controller)
         assert running.shown_status == shown, controller
+
+
+ANALYSIS = """\
+analysis:
+  baseline_hosts: 2
+  metrics:
+    - name: latency
+      requests: {url: "http://{{ check_address }}:8080/work", rate: 5}
+      interval: 2s
+      count: 2
+      success: p95_latency_ms <= 1.5 * baseline.p95_latency_ms
+    - name: memory
+      container: {}
+      interval: 2s
+      count: 2
+      failure: restarts > 0
+"""
+
+
+def analysed(tmp_path: Path, count: int) -> Fleet:
+    """A fleet whose package judges its canary by latency against the baseline."""
+    fleet = Fleet(tmp_path, count)
+    path = tmp_path / "catalog" / "app" / "package.yml"
+    path.write_text(PACKAGE + ANALYSIS)
+    from fleetctl.catalog.packages import Catalog
+
+    fleet.package = load_package(path)
+    fleet.ctx = dataclasses.replace(fleet.ctx, catalog=Catalog([fleet.package],
+                                                               tmp_path / "catalog"))
+    return fleet
+
+
+def test_a_failed_analysis_reverts_the_canary(tmp_path: Path) -> None:
+    fleet = analysed(tmp_path, 3)
+    for device in fleet.devices.values():
+        device.latency[NEW.rpartition("@")[2]] = 0.3         # the new release is slow
+    record = fleet.deploy(steps=["1", "100%"])
+    states = {s.host: s for s in fleet.ctx.journal.get(record.id).hosts}
+    assert record.status == "failed"
+    assert states["h1"].phase == "reverted"
+    assert states["h1"].error == (
+        "analysis failed: latency: p95_latency_ms <= 1.5 * baseline.p95_latency_ms failed: "
+        "p95_latency_ms 300, baseline.p95_latency_ms 50 (10 samples); baseline: h2, h3")
+    assert fleet.runs() == {"h1": "old", "h2": "old", "h3": "old"}
+    # measured side by side, the canary and both baseline hosts: stopped after the first
+    # of two intervals
+    assert [fleet.devices[h].requests for h in ("h1", "h2", "h3")] == [10, 10, 10]
+
+
+def test_a_good_canary_is_analysed_on_the_first_step_only(tmp_path: Path) -> None:
+    fleet = analysed(tmp_path, 3)
+    record = fleet.deploy(steps=["1", "100%"])
+    assert record.status == "completed" and fleet.runs() == {h: "new" for h in fleet.names}
+    details = [e["detail"] for e in fleet.ctx.journal.events(record.id)
+               if e["phase"] == "committed"]
+    assert sum("; analysis: 2 metrics passed" in d for d in details) == 1
+    assert [fleet.devices[h].requests for h in ("h1", "h2", "h3")] == [20, 20, 20]
+
+
+def test_no_baseline_pauses_for_promote_and_no_analysis_skips_it(tmp_path: Path) -> None:
+    fleet = analysed(tmp_path, 1)
+    record = fleet.deploy(steps=["1"])
+    state = fleet.ctx.journal.get(record.id).hosts[0]
+    assert (record.status, state.phase) == ("paused", "inconclusive")
+    assert record.message.startswith("step 1: analysis inconclusive: latency: ")
+    assert fleet.runs() == {"h1": "new"} and fleet.devices["h1"].lock == record.id
+    promoted = rollout.resume(fleet.ctx, record.id)
+    state = fleet.ctx.journal.get(record.id).hosts[0]
+    assert (promoted.status, state.phase, state.error) == ("completed", "committed", None)
+    assert fleet.devices["h1"].lock is None
+    other = analysed(tmp_path / "other", 1)
+    skipped = other.deploy(steps=["1"], analysis=False)
+    assert skipped.status == "completed" and other.devices["h1"].requests == 0
+
