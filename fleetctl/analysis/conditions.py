@@ -69,8 +69,10 @@ def parse_condition(text: str, names: frozenset[str],
     except SyntaxError:
         raise ValueError(f"{text!r} is not an expression such as 'p95_latency_ms < 800'") \
             from None
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
     for node in ast.walk(tree):
-        _check(node, names, functions)
+        if id(node) not in called:          # a function's name is checked with its call
+            _check(node, names, functions)
     return Condition(text.strip(), tree)
 
 
@@ -142,7 +144,7 @@ def explain(condition: Condition, values: Values, baseline: Values | None) -> st
     """The condition with the measured values beside each name:
     ``p95_latency_ms 1930 <= 1.25 * baseline.p95_latency_ms 710``."""
     def show(node: ast.AST) -> str:
-        text = ast.unparse(node)
+        text = ast.get_source_segment(condition.text, node) or ast.unparse(node)
         try:
             return f"{text} {_number(_eval(node, values, baseline))}"
         except (Missing, ZeroDivisionError):

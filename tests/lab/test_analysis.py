@@ -50,15 +50,14 @@ def on(lab: Lab, state: Path, version: str) -> dict[str, str]:
     return {h: running(lab, h)["digest"] for h in PAIR.split(":")}
 
 
-def run(lab: Lab, state: Path, tmp_path: Path, version: str, *args: str):
+def run(lab: Lab, state: Path, tmp_path: Path, version: str, analysis: str = ANALYSIS):
     book = tmp_path / "analysed.yml"
     book.write_text(f"name: analysed ollama\ntargets: {{pattern: '{PAIR}'}}\n"
                     f"packages: [{{name: ollama, version: '{version}'}}]\n"
-                    f"strategy: {{steps: [1, 100%], canary: [jetson-a1]}}\n" + ANALYSIS)
+                    f"strategy: {{steps: [1, 100%], canary: [jetson-a1]}}\n" + analysis)
     events = tmp_path / "events.jsonl"
     result = fleetctl("run", str(book), "-i", lab.status["inventory"], "--state-dir",
-                      str(state), "--yes", "--json", "--events", str(events), *args,
-                      check=False)
+                      str(state), "--yes", "--json", "--events", str(events), check=False)
     return result, [json.loads(line) for line in events.read_text().splitlines()]
 
 
@@ -132,3 +131,35 @@ def test_no_baseline_is_inconclusive_and_waits_for_promote(lab: Lab, state: Path
     assert hosts["jetson-a1"]["error"] is None
     for host in ("jetson-a1", "jetson-b1"):
         assert serving(lab, host) == "0.7.0"
+
+
+def test_the_app_s_prometheus_metrics_judge_the_canary(lab: Lab, state: Path,
+                                                        tmp_path: Path) -> None:
+    """The erroring release, judged by the app's own request counters (the probe
+    requests only make traffic)."""
+    on(lab, state, "0.7.0")
+    analysis = ANALYSIS.split("    metrics:\n")[0] + """\
+    metrics:
+      - name: traffic
+        requests: {method: POST, url: "http://{{ check_address }}:11434/api/generate",
+                   rate: 5}
+        interval: 2s
+        count: 2
+        success: requests >= 5
+      - name: server
+        prometheus: {url: "http://{{ check_address }}:11434/metrics"}
+        interval: 2s
+        count: 2
+        failure: >-
+          increase("ollama_requests_total", status="5..") >
+          0.05 * increase("ollama_requests_total")
+"""
+    result, _ = run(lab, state, tmp_path, "0.7.4", analysis)
+    assert result.returncode == 1, result.stderr
+    hosts = {h["host"]: h for h in json.loads(result.stdout)["hosts"]}
+    assert hosts["jetson-a1"]["error"].startswith(
+        "analysis failed: server: increase(\"ollama_requests_total\", status=\"5..\") > 0.05 * "
+        "increase(\"ollama_requests_total\") met its failure condition: "
+        "increase(\"ollama_requests_total\", status=\"5..\") 1, "
+        "increase(\"ollama_requests_total\") "), hosts["jetson-a1"]["error"]
+    assert serving(lab, "jetson-a1") == "0.7.0"

@@ -12,6 +12,7 @@ import pytest
 
 from fleetctl.analysis.conditions import parse_condition
 from fleetctl.analysis.measurements import (
+    PROMETHEUS_FUNCTIONS,
     REQUEST_NAMES,
     ContainerSample,
     Request,
@@ -94,6 +95,21 @@ def test_prometheus_increase_rate_quantile_and_gauge() -> None:
         pytest.approx(0.1 + 0.15 * 85 / 90)
     assert scrapes.call("value", ["process_resident_memory_bytes"], {}) == 5e6
     assert scrapes.call("increase", ["no_such_metric"], {}) is None
+    errors = parse_condition('increase("ollama_requests_total", status="5..") > '
+                             '0.05 * increase("ollama_requests_total")', frozenset(),
+                             PROMETHEUS_FUNCTIONS)
+    from fleetctl.analysis.conditions import evaluate, explain
+    assert evaluate(errors, scrapes, None) is True
+    assert explain(errors, scrapes, None) == ('increase("ollama_requests_total", status="5..") '
+                                              '10, increase("ollama_requests_total") 100')
+    slow = parse_condition('quantile(0.95, "ollama_request_duration_seconds") > '
+                           '2 * baseline.quantile(0.95, "ollama_request_duration_seconds")',
+                           frozenset(), PROMETHEUS_FUNCTIONS)
+    assert evaluate(slow, scrapes, scrapes) is False and evaluate(slow, scrapes, None) is None
+    for bad in ('increase(ollama_requests_total)', 'rate("x", 5)', 'value()',
+                'quantile("x")', 'increase("x") < latency'):
+        with pytest.raises(ValueError):
+            parse_condition(bad, frozenset(), PROMETHEUS_FUNCTIONS)
     reset = Scrapes(after, scrape(ok=5, b4=5), 10.0)         # the app restarted
     assert reset.call("increase", ["ollama_requests_total"], {"status": "200"}) == 5
     with pytest.raises(ValueError):
