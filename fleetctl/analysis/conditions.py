@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,9 +70,16 @@ def parse_condition(text: str, names: frozenset[str],
     except SyntaxError:
         raise ValueError(f"{text!r} is not an expression such as 'p95_latency_ms < 800'") \
             from None
-    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    called = {id(call.func) for call in calls}      # checked with their call
+    quoted = {id(a) for call in calls for a in (*call.args, *(k.value for k in call.keywords))
+              if isinstance(a, ast.Constant) and isinstance(a.value, str)}
     for node in ast.walk(tree):
-        if id(node) not in called:          # a function's name is checked with its call
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and id(node) not in quoted:
+            raise ValueError(f"{node.value!r}: text is only a metric name or label filter "
+                             f"inside a function's parentheses")
+        if id(node) not in called:
             _check(node, names, functions)
     return Condition(text.strip(), tree)
 
@@ -100,13 +108,22 @@ def _check(node: ast.AST, names: frozenset[str], functions: Mapping[str, int]) -
         if name not in functions:
             raise ValueError(f"unknown function {name!r}; this source has: "
                              f"{', '.join(sorted(functions)) or 'none'}")
-        strings = node.args[functions[name]:]
+        numbers, strings = node.args[:functions[name]], node.args[functions[name]:]
         if len(node.args) != functions[name] + 1 or not all(
+                isinstance(a, ast.Constant) and isinstance(a.value, (int, float))
+                and not isinstance(a.value, bool) for a in numbers) or not all(
                 isinstance(a, ast.Constant) and isinstance(a.value, str) for a in strings) \
                 or not all(isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)
                            and k.arg for k in node.keywords):
             raise ValueError(f"{name}() takes {functions[name]} number(s), a metric name "
                              f"in quotes and label=\"regex\" filters")
+        for keyword in node.keywords:
+            pattern = ast.literal_eval(keyword.value)
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{keyword.arg}={pattern!r}: not a regular expression "
+                                 f"({exc})") from None
         return
     raise ValueError(f"{ast.unparse(node)!r} is not allowed in a condition")
 

@@ -107,7 +107,8 @@ def test_prometheus_increase_rate_quantile_and_gauge() -> None:
                            frozenset(), PROMETHEUS_FUNCTIONS)
     assert evaluate(slow, scrapes, scrapes) is False and evaluate(slow, scrapes, None) is None
     for bad in ('increase(ollama_requests_total)', 'rate("x", 5)', 'value()',
-                'quantile("x")', 'increase("x") < latency'):
+                'quantile("x")', 'increase("x") < latency', 'quantile("a", "b") > 1',
+                '"abc" < 5', 'increase("x", status=5) > 1', 'increase("x", status="(") > 1'):
         with pytest.raises(ValueError):
             parse_condition(bad, frozenset(), PROMETHEUS_FUNCTIONS)
     reset = Scrapes(after, scrape(ok=5, b4=5), 10.0)         # the app restarted

@@ -82,6 +82,8 @@ LOADERS: dict[str, tuple[str, str, Callable[[Path], Any]]] = {
     "inventory-ini": ("hosts.ini", (ROOT / "inventories/example/hosts.ini").read_text(),
                       _inventory),
     "playbook": ("book.yml", (ROOT / "playbooks/ota-webui-stack.yml").read_text(), _playbook),
+    "playbook-analysis": ("book.yml", (ROOT / "playbooks/ollama-canary-analysis.yml")
+                          .read_text(), _playbook),
     "package": ("demo/package.yml", (ROOT / "packages/ollama/package.yml").read_text()
                 .replace("name: ollama", "name: demo"), _package),
     "lab-spec": ("fleet.yml", (ROOT / "inventories/lab/fleet.yml").read_text(), load_spec),
