@@ -150,7 +150,10 @@ class Scrapes(Values):
         before = {_key(lab): v for lab, v in _matching(self.before, f"{name}_bucket", labels)}
         for lab, value in _matching(self.after, f"{name}_bucket", labels):
             old = before.get(_key(lab), 0.0)
-            bound = float(lab.get("le", "nan"))
+            try:
+                bound = float(lab.get("le", "nan"))
+            except ValueError:          # the app's answer: not trusted to be well formed
+                continue
             buckets[bound] = buckets.get(bound, 0.0) + (value - old if value >= old else value)
         bounds = sorted(b for b in buckets if not math.isnan(b))
         if not bounds or bounds[-1] != math.inf or buckets[math.inf] <= 0:

@@ -115,6 +115,8 @@ def test_prometheus_increase_rate_quantile_and_gauge() -> None:
     assert reset.call("increase", ["ollama_requests_total"], {"status": "200"}) == 5
     with pytest.raises(ValueError):
         parse_exposition("ollama_requests_total{status=200} one\n")
+    odd = parse_exposition('h_bucket{le="abc"} 5\nh_bucket{le="+Inf"} 5\n')
+    assert Scrapes({}, odd, 1.0).call("quantile", [0.5, "h"], {}) == 0.0   # "abc" skipped
     beyond = Scrapes(before, scrape(b1=50, b2=90, b3=100, b4=110), 10.0)
     assert beyond.call("quantile", [0.95, "ollama_request_duration_seconds"], {}) == 0.25
 
