@@ -20,7 +20,8 @@ from fleetctl.rollout.journal import FINAL_HOST_PHASES, Journal, RolloutRecord
 
 COLOURS = {"committed": "green", "noop": "green", "reverted": "yellow", "deferred": "yellow",
            "rolled-back": "yellow", "failed": "red", "revert-failed": "red",
-           "cancelled": "dim", "skipped": "dim", "pending": "dim", "ready": "green"}
+           "cancelled": "dim", "skipped": "dim", "pending": "dim", "ready": "green",
+           "analysing": "cyan", "analysed": "cyan", "inconclusive": "yellow"}
 
 
 class PlainProgress:

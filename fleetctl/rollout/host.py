@@ -171,6 +171,7 @@ def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, plan:
                      f"{package.analysis.window:.0f}s")
         verdict = analyse_host(ctx, conn, plan, entry, package, render,
                                record.steps[state.step], options.connect_timeout)
+        journal.note(rid, host, name, "analysed", f"{verdict.outcome}: {verdict.detail}")
         if verdict.outcome == "failed" or (verdict.outcome == "inconclusive" and
                                            package.analysis.inconclusive == "fail"):
             return _revert(ctx, conn, record, state, facts, package, options,
