@@ -45,6 +45,7 @@ NEVER = {
     "inventory": {"facts.probe", "facts.audit", "catalog", "plan", "rollout", "delivery",
                   "api", "cli"},
     "facts": {"catalog", "plan", "rollout", "delivery", "api", "cli"},
+    "analysis": {"inventory", "catalog", "plan", "rollout", "delivery", "api", "cli"},
     "catalog": {"plan", "rollout", "delivery", "api", "cli"},
     "delivery": {"plan", "rollout", "api", "cli"},
     "rollout": {"api", "cli"},
