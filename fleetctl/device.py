@@ -177,6 +177,13 @@ def stats(conn: Connection, package: str) -> list[ContainerUsage]:
     return result
 
 
+def tegrastats(conn: Connection) -> str | None:
+    """One line of the host's ``tegrastats`` (about a second: it prints after its
+    interval), or None when the host has none."""
+    line = run_step(conn, "tegrastats", 10.0).strip()
+    return None if line == "missing" else line
+
+
 def run_check(conn: Connection, package: str, command: str) -> tuple[bool, str]:
     """Run a health command inside the package's first running container."""
     try:

@@ -76,6 +76,11 @@ do_stats() {
     [ -z "$ids" ] || docker stats --no-stream --format '{{.Name}}|{{.MemUsage}}|{{.CPUPerc}}' $ids
 }
 
+do_tegrastats() {  # one line; "missing" when the host has no tegrastats
+    command -v tegrastats >/dev/null 2>&1 || { echo missing; exit 0; }
+    tegrastats --interval 500 | head -n 1
+}
+
 do_check() {  # CMD
     id=$(docker ps -q --filter "label=com.docker.compose.project=$P" | head -n 1)
     [ -n "$id" ] || { echo "no running container"; exit 1; }

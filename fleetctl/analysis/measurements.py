@@ -4,6 +4,8 @@ condition reads.
 - :class:`RequestStats`: probe requests sent to the app (latency percentiles, error
   ratio);
 - :class:`ContainerStats`: the release's containers (restarts, memory, CPU);
+- :class:`DeviceStats`: the Jetson itself, from ``tegrastats`` (RAM, GPU load,
+  temperatures, power);
 - :class:`Scrapes`: two scrapes of the app's Prometheus ``/metrics`` (``increase``,
   ``rate``, ``quantile`` of a histogram, ``value`` of a gauge), PromQL's way;
 - :class:`Pooled`: the same measurement on several baseline hosts, averaged per host.
@@ -17,12 +19,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fleetctl.analysis.conditions import Values
+from fleetctl.facts.tegrastats import TegraStats
 
 #: names each source measures, for checking a condition when the package is loaded
 REQUEST_NAMES = frozenset({"requests", "errors", "error_ratio", "p50_latency_ms",
                            "p90_latency_ms", "p95_latency_ms", "p99_latency_ms",
                            "max_latency_ms", "mean_latency_ms"})
 CONTAINER_NAMES = frozenset({"restarts", "memory_mb", "memory_growth_mb", "cpu_percent"})
+DEVICE_NAMES = frozenset({"ram_used_mb", "ram_total_mb", "ram_ratio", "ram_growth_mb",
+                          "swap_used_mb", "cpu_load_percent", "gpu_load_percent",
+                          "emc_load_percent", "temp_max_c", "power_mw"})
 #: Prometheus functions and how many numbers come before the metric name
 PROMETHEUS_FUNCTIONS = {"increase": 0, "rate": 0, "quantile": 1, "value": 0}
 
@@ -87,6 +93,22 @@ class ContainerStats(Values):
         if name == "memory_growth_mb":
             return self.last.memory_mb - self.first.memory_mb
         return float(getattr(self.last, name))
+
+    def call(self, function: str, args: list, labels: dict[str, str]) -> float | None:
+        return None
+
+
+@dataclass
+class DeviceStats(Values):
+    """The last tegrastats line of an interval, against the first of the analysis."""
+
+    first: TegraStats
+    last: TegraStats
+
+    def value(self, name: str) -> float | None:
+        if name == "ram_growth_mb":
+            return float(self.last.ram_used_mb - self.first.ram_used_mb)
+        return self.last.values()[name]
 
     def call(self, function: str, args: list, labels: dict[str, str]) -> float | None:
         return None

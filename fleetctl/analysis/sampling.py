@@ -23,6 +23,7 @@ from fleetctl.analysis.conditions import Values
 from fleetctl.analysis.measurements import (
     ContainerSample,
     ContainerStats,
+    DeviceStats,
     Pooled,
     Request,
     RequestStats,
@@ -32,6 +33,7 @@ from fleetctl.analysis.measurements import (
 )
 from fleetctl.analysis.spec import Analysis, Metric
 from fleetctl.analysis.verdict import Judged, MetricRun, Verdict, judge, verdict
+from fleetctl.facts.tegrastats import TegraStats, parse_tegrastats
 from fleetctl.ssh import Connection, SSHFailure
 
 #: the most of an app's metrics page fleetctl reads
@@ -46,6 +48,11 @@ class SampleError(Exception):
     """A measurement could not be taken (no answer, not the expected format)."""
 
 
+class Unavailable(SampleError):
+    """The host cannot measure this source at all (no tegrastats): the metric is left
+    out of its analysis, and the verdict says so."""
+
+
 class Subject(Protocol):
     """One host measured by an analysis."""
 
@@ -56,6 +63,8 @@ class Subject(Protocol):
     def scrape(self, metric: Metric) -> Scrape: ...
 
     def container(self) -> ContainerSample: ...
+
+    def device(self) -> TegraStats: ...
 
 
 @dataclass
@@ -100,6 +109,18 @@ class HostSubject:
         return ContainerSample(sum(c.restarts for c in ours),
                                sum(u.memory_mb for u in mine), sum(u.cpu_percent for u in mine))
 
+    def device(self) -> TegraStats:
+        try:
+            line = device.tegrastats(self.conn)
+        except (device.StepFailed, SSHFailure) as exc:
+            raise SampleError(f"tegrastats: {exc}") from None
+        if line is None:
+            raise Unavailable("tegrastats is not installed on the host")
+        try:
+            return parse_tegrastats(line)
+        except ValueError as exc:
+            raise SampleError(str(exc)) from None
+
     def _http(self, method: str, url: str, body: bytes, headers: tuple[tuple[str, str], ...],
               timeout: float, limit: int):
         parts = urlsplit(url)
@@ -120,8 +141,9 @@ class _State:
 
     requests: list[Request] = field(default_factory=list)
     scrape: Scrape | None = None
-    first: ContainerSample | None = None
+    first: ContainerSample | TegraStats | None = None
     error: str | None = None
+    unavailable: str | None = None
 
 
 def analyse(analysis: Analysis, canary: Subject, baselines: list[Subject], *,
@@ -165,6 +187,7 @@ def analyse(analysis: Analysis, canary: Subject, baselines: list[Subject], *,
                 heapq.heappush(events, (following, order, "send", name))
         elif kind == "sample":
             fan_out(partial(_first_sample, metric, states[name]), subjects)
+            run.unavailable = states[name][canary.name].unavailable
         else:
             values = fan_out(partial(_measure, metric, states[name]), subjects)
             run.judged.append(_judge(metric, values[0], values[1:]))
@@ -190,8 +213,12 @@ def _first_sample(metric: Metric, states: dict[str, _State], subject: Subject) -
     try:
         if metric.source == "prometheus":
             state.scrape = subject.scrape(metric)
+        elif metric.source == "device":
+            state.first = subject.device()
         else:
             state.first = subject.container()
+    except Unavailable as exc:
+        state.unavailable = str(exc)
     except SampleError as exc:
         state.error = str(exc)
 
@@ -211,8 +238,15 @@ def _measure(metric: Metric, states: dict[str, _State],
             if before is None:
                 return None, None, state.error or "no earlier scrape"
             return Scrapes(before, now, metric.interval), None, None
+        if state.unavailable:
+            return None, None, state.unavailable
+        if metric.source == "device":
+            line = subject.device()
+            if not isinstance(state.first, TegraStats):
+                state.first = line
+            return DeviceStats(state.first, line), None, None
         now_sample = subject.container()
-        if state.first is None:
+        if not isinstance(state.first, ContainerSample):
             state.first = now_sample
         return ContainerStats(state.first, now_sample), None, None
     except SampleError as exc:

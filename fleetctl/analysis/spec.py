@@ -24,15 +24,20 @@ from pathlib import Path
 from typing import Any
 
 from fleetctl.analysis.conditions import Condition, parse_condition
-from fleetctl.analysis.measurements import CONTAINER_NAMES, PROMETHEUS_FUNCTIONS, REQUEST_NAMES
+from fleetctl.analysis.measurements import (
+    CONTAINER_NAMES,
+    DEVICE_NAMES,
+    PROMETHEUS_FUNCTIONS,
+    REQUEST_NAMES,
+)
 from fleetctl.durations import parse_duration
 from fleetctl.errors import InputError
 from fleetctl.yamlfile import Located, LocatedList
 
 KEYS = {"steps", "inconclusive", "baseline_hosts", "metrics"}
-METRIC_KEYS = {"name", "requests", "prometheus", "container", "interval", "count", "success",
-               "failure", "failure_limit", "min_samples"}
-SOURCES = ("requests", "prometheus", "container")
+METRIC_KEYS = {"name", "requests", "prometheus", "container", "device", "interval", "count",
+               "success", "failure", "failure_limit", "min_samples"}
+SOURCES = ("requests", "prometheus", "container", "device")
 REQUEST_KEYS = {"url", "method", "body", "headers", "rate", "timeout"}
 METHODS = ("GET", "POST", "PUT", "HEAD")
 
@@ -155,10 +160,10 @@ def _metric(raw: Any, line: int, path: Path, where: str) -> Metric:
                              f"{{url: http://...}}, the app's metrics page")
         url, names, functions = str(settings["url"]), frozenset(), PROMETHEUS_FUNCTIONS
     else:
-        if raw["container"] not in (None, {}):
-            raise InputError(f"{path}:{raw.line_of('container')}: {where}.container takes "
-                             f"no settings: write container: {{}}")
-        names, functions = CONTAINER_NAMES, {}
+        if raw[source] not in (None, {}):
+            raise InputError(f"{path}:{raw.line_of(source)}: {where}.{source} takes "
+                             f"no settings: write {source}: {{}}")
+        names, functions = (CONTAINER_NAMES if source == "container" else DEVICE_NAMES), {}
     conditions = {}
     for key in ("success", "failure"):
         if key in raw:

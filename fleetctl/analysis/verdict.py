@@ -55,6 +55,7 @@ class MetricRun:
 
     metric: Metric
     judged: list[Judged] = field(default_factory=list)
+    unavailable: str | None = None      # why the host cannot measure this source at all
 
     @property
     def failures(self) -> int:
@@ -66,11 +67,15 @@ class MetricRun:
 
     @property
     def finished(self) -> bool:
-        return self.failed or len(self.judged) >= self.metric.count
+        return self.unavailable is not None or self.failed or \
+            len(self.judged) >= self.metric.count
 
     @property
     def outcome(self) -> str:
-        """failed, inconclusive, successful, or running (measurements to come)."""
+        """failed, inconclusive, successful, unavailable (left out: the host cannot
+        measure it), or running (measurements to come)."""
+        if self.unavailable is not None:
+            return "unavailable"
         if self.failed:
             return "failed"
         if not self.finished:
@@ -100,6 +105,14 @@ def verdict(analysis: Analysis, runs: list[MetricRun], baseline_hosts: list[str]
                                      "samples": j.samples} for j in r.judged] for r in runs}
     against = f"; baseline: {', '.join(baseline_hosts)}" if baseline_hosts else \
         "; no baseline host"
+    left_out = [r for r in runs if r.outcome == "unavailable"]
+    if left_out:
+        against += "; not measured: " + ", ".join(f"{r.metric.name} ({r.unavailable})"
+                                                   for r in left_out)
+        runs = [r for r in runs if r not in left_out]
+        if not runs:
+            return Verdict("inconclusive", "no metric could be measured" + against,
+                           measurements)
     failed = [r for r in runs if r.outcome == "failed"]
     if failed:
         last = next(j for j in reversed(failed[0].judged) if j.outcome == "failed")

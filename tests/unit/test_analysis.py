@@ -20,10 +20,11 @@ from fleetctl.analysis.measurements import (
     Scrapes,
     parse_exposition,
 )
-from fleetctl.analysis.sampling import SampleError, analyse
+from fleetctl.analysis.sampling import SampleError, Unavailable, analyse
 from fleetctl.analysis.spec import Analysis, Metric, parse_analysis
 from fleetctl.analysis.verdict import judge
 from fleetctl.errors import InputError
+from fleetctl.facts.tegrastats import TegraStats, parse_tegrastats
 from fleetctl.yamlfile import load_yaml
 
 from ..fakedevice import FakeClock
@@ -191,6 +192,7 @@ class FakeApp:
     sent: int = 0
     samples: int = 0
     down: bool = False
+    gpu: int | None = 10              # GR3D_FREQ; None: the host has no tegrastats
     log: list[tuple[float, str]] = field(default_factory=list)
 
     def send(self, metric: Metric) -> Request:
@@ -201,6 +203,14 @@ class FakeApp:
 
     def scrape(self, metric: Metric):
         raise SampleError("not used")
+
+    def device(self) -> TegraStats:
+        if self.gpu is None:
+            raise Unavailable("tegrastats is not installed on the host")
+        self.samples += 1
+        used = 2000 + int(self.leak_mb * self.samples)
+        return parse_tegrastats(f"RAM {used}/7620MB GR3D_FREQ {self.gpu}% gpu@50C "
+                                f"VDD_IN 4000mW/4000mW")
 
     def container(self) -> ContainerSample:
         if self.down:
@@ -266,3 +276,32 @@ def test_too_few_samples_and_a_missing_container_are_inconclusive(tmp_path: Path
     verdict = run(memory_only, FakeApp("a1", clock, down=True))
     assert verdict.outcome == "inconclusive"
     assert verdict.detail.startswith("memory: no container of release r1")
+
+
+DEVICE = GOOD + """\
+    - name: jetson
+      device: {}
+      interval: 2s
+      count: 3
+      failure: gpu_load_percent > 95 or ram_growth_mb > 500 or temp_max_c > 90
+"""
+
+
+def test_a_saturated_gpu_fails_and_a_host_without_tegrastats_says_so(tmp_path: Path) -> None:
+    clock = FakeClock(0.0)
+    analysis = load(tmp_path, DEVICE)
+    verdict = run(analysis, FakeApp("a1", clock, gpu=99), FakeApp("b1", clock))
+    assert verdict.outcome == "failed"
+    assert verdict.detail.startswith("jetson: gpu_load_percent > 95 or ram_growth_mb > 500 or "
+                                     "temp_max_c > 90 met its failure condition: "
+                                     "gpu_load_percent 99, ram_growth_mb 0, temp_max_c 50")
+    clock = FakeClock(0.0)
+    verdict = run(analysis, FakeApp("a1", clock, gpu=None), FakeApp("b1", clock))
+    assert verdict.outcome == "successful", verdict.detail      # judged on the others
+    assert verdict.detail.endswith("; baseline: b1; not measured: jetson (tegrastats is not "
+                                   "installed on the host)")
+    only_device = Analysis((analysis.metrics[2],))
+    clock = FakeClock(0.0)
+    verdict = run(only_device, FakeApp("a1", clock, gpu=None))
+    assert verdict.outcome == "inconclusive"
+    assert verdict.detail.startswith("no metric could be measured")
