@@ -124,5 +124,5 @@ def verdict(analysis: Analysis, runs: list[MetricRun], baseline_hosts: list[str]
         why = last.detail if last else f"{unsure[0].metric.name}: not measured"
         return Verdict("inconclusive", why + against, measurements)
     shown = "; ".join(r.judged[-1].detail for r in runs)
-    return Verdict("successful", f"{len(runs)} metrics passed ({shown}){against}",
-                   measurements)
+    metrics = f"{len(runs)} metric" + ("s" if len(runs) != 1 else "")
+    return Verdict("successful", f"{metrics} passed ({shown}){against}", measurements)

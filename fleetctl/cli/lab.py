@@ -102,7 +102,8 @@ def lab_down() -> None:
 def lab_fault(
     host: Annotated[str, typer.Argument(help="Lab host name.")],
     kind: Annotated[str, typer.Argument(
-        help="sshd-down, hang, unreachable, dockerd-down, disk-full or slow-link.")],
+        help="sshd-down, hang, unreachable, dockerd-down, disk-full, slow-link, "
+             "gpu-saturated or memory-exhausted (what tegrastats reports).")],
     delay_ms: Annotated[float, typer.Option(help="slow-link: delay each way, in ms.")] = 100,
     kbps: Annotated[float, typer.Option(help="slow-link: bandwidth cap in kbit/s (0: none).")
                     ] = 0,

@@ -6,6 +6,8 @@
 - ``dockerd-down``: dockerd stops, its containers with it; "Cannot connect to the Docker daemon".
 - ``disk-full``: one file fills the host's disk; writes fail with "no space left on device".
 - ``slow-link``: sshd moves behind a proxy that delays and caps the link.
+- ``gpu-saturated``, ``memory-exhausted``: the host's tegrastats reports GR3D_FREQ 99%,
+  or RAM 40 MB short of the total.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from fleetctl.errors import InputError, LabError
 from fleetctl.lab.host import SSH_INNER_PORT, SSH_PORT, LabHost
 from fleetctl.lab.system import Cgroup, run, spawn, stop
 
-KINDS = ("sshd-down", "hang", "unreachable", "dockerd-down", "disk-full", "slow-link")
+KINDS = ("sshd-down", "hang", "unreachable", "dockerd-down", "disk-full", "slow-link",
+         "gpu-saturated", "memory-exhausted")
+#: faults that tegrastats reads from the host's /run/fleetlab
+TEGRASTATS_FAULTS = ("gpu-saturated", "memory-exhausted")
 NFT_TABLE = "fleetlab"
 FILL_FILE = "docker/.fleetlab-fill"
 
@@ -42,6 +47,11 @@ def inject(host: LabHost, kind: str, params: dict) -> None:
         _fill(host)
     elif kind == "slow-link":
         _slow_link(host, params)
+    elif kind in TEGRASTATS_FAULTS:
+        if not host.spec.nv_tegra_release:
+            raise InputError(f"{host.spec.name} is not a Jetson (no tegrastats); {kind} "
+                             f"does not apply")
+        run(host.nsenter("sh", "-c", f"mkdir -p /run/fleetlab && touch /run/fleetlab/{kind}"))
     host.state.faults[kind] = dict(params)
 
 
@@ -75,6 +85,9 @@ def heal(host: LabHost) -> list[str]:
         (host.disk / FILL_FILE).unlink(missing_ok=True)
     if "dockerd-down" in faults:
         host.start_dockerd()
+    for kind in TEGRASTATS_FAULTS:
+        if kind in faults:
+            run(host.nsenter("rm", "-f", f"/run/fleetlab/{kind}"))
     if "slow-link" in faults:
         link = faults["slow-link"]
         stop(link.get("pid"))

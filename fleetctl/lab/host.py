@@ -17,7 +17,17 @@ from pathlib import Path
 
 from fleetctl.errors import LabError
 from fleetctl.lab.spec import HostSpec
-from fleetctl.lab.system import Cgroup, LabPaths, alive, run, spawn, stop, umount
+from fleetctl.lab.system import (
+    CGROUP_ROOT,
+    LAB_CGROUP,
+    Cgroup,
+    LabPaths,
+    alive,
+    run,
+    spawn,
+    stop,
+    umount,
+)
 
 SSHD_CONFIG = """\
 HostKey /etc/ssh/ssh_host_ed25519_key
@@ -146,6 +156,23 @@ class LabHost:
             (base / "compatible").write_bytes(b"".join(c.encode() + b"\0"
                                                        for c in spec.compatible))
             (base / "serial-number").write_bytes(spec.serial.encode() + b"\0")
+        if spec.nv_tegra_release:
+            self._write_tegrastats()
+
+    def _write_tegrastats(self) -> None:
+        """A ``tegrastats`` in the host's /usr/local/bin that prints its module's line
+        format, driven by the host's containers (lab/fake-tegrastats.sh)."""
+        major = (self.spec.l4t or "36").split(".")[0]
+        family = {"36": "orin", "35": "xavier"}.get(major, "nano")
+        cgroups = {c: CGROUP_ROOT / c / LAB_CGROUP / self.spec.name for c in ("memory", "cpuacct")}
+        header = (f"#!/bin/sh\nFAMILY={family} TOTAL_MB={self.spec.memory_mb} "
+                  f"SWAP_MB={self.spec.memory_mb // 2} CORES={4 if family == 'nano' else 6} "
+                  f"MEM={cgroups['memory']} CPU={cgroups['cpuacct']}\n")
+        script = (resources.files("fleetctl.lab") / "fake-tegrastats.sh").read_text()
+        path = self.disk / "usr_local" / "upper" / "bin" / "tegrastats"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + script)
+        path.chmod(0o755)
 
     def _write_meminfo(self) -> None:
         """A /proc/meminfo that reports the spec's memory size (scaled from the machine's)."""
@@ -177,7 +204,7 @@ class LabHost:
         spec = self.spec
         usr_bin = self.disk / "usr_bin" / "upper"
         local_bin = self.disk / "usr_local" / "upper" / "bin"
-        local_bin.mkdir()
+        local_bin.mkdir(exist_ok=True)
         hidden = []
         if not spec.docker:
             hidden += ["docker", "dockerd", "containerd", "docker-compose"]

@@ -163,3 +163,50 @@ def test_the_app_s_prometheus_metrics_judge_the_canary(lab: Lab, state: Path,
         "increase(\"ollama_requests_total\", status=\"5..\") 1, "
         "increase(\"ollama_requests_total\") "), hosts["jetson-a1"]["error"]
     assert serving(lab, "jetson-a1") == "0.7.0"
+
+
+DEVICE = ANALYSIS.split("    metrics:\n")[0] + """\
+    metrics:
+      - name: traffic
+        requests: {method: POST, url: "http://{{ check_address }}:11434/api/generate",
+                   rate: 5}
+        interval: 2s
+        count: 2
+        success: error_ratio < 0.05
+      - name: jetson
+        device: {}
+        interval: 2s
+        count: 2
+        failure: gpu_load_percent > 95 or ram_ratio > 0.95
+"""
+
+
+def test_a_saturated_gpu_fails_the_canary_on_tegrastats(lab: Lab, state: Path,
+                                                        tmp_path: Path) -> None:
+    on(lab, state, "0.6.8")
+    fleetctl("lab", "fault", "jetson-a1", "gpu-saturated")
+    try:
+        result, _ = run(lab, state, tmp_path, "0.7.0", DEVICE)
+    finally:
+        fleetctl("lab", "heal", "jetson-a1")
+    assert result.returncode == 1, result.stderr
+    hosts = {h["host"]: h for h in json.loads(result.stdout)["hosts"]}
+    assert hosts["jetson-a1"]["error"].startswith(
+        "analysis failed: jetson: gpu_load_percent > 95 or ram_ratio > 0.95 met its failure "
+        "condition: gpu_load_percent 99, ram_ratio 0."), hosts["jetson-a1"]["error"]
+    assert serving(lab, "jetson-a1") == "0.6.8"
+
+
+def test_a_host_without_tegrastats_is_judged_on_the_other_sources(lab: Lab, state: Path,
+                                                                   tmp_path: Path) -> None:
+    on(lab, state, "0.6.8")
+    lab.ssh("jetson-a1", "mv /usr/local/bin/tegrastats /usr/local/bin/tegrastats.away")
+    try:
+        result, events = run(lab, state, tmp_path, "0.7.0", DEVICE)
+    finally:
+        lab.ssh("jetson-a1", "mv /usr/local/bin/tegrastats.away /usr/local/bin/tegrastats")
+    assert result.returncode == 0, result.stderr
+    committed = {e["host"]: e["detail"] for e in events if e["phase"] == "committed"}
+    assert "analysis: 1 metric passed (traffic: error_ratio 0 (10 samples)); baseline: " \
+           "jetson-b1; not measured: jetson (tegrastats is not installed on the host)" \
+           in committed["jetson-a1"], committed["jetson-a1"]
