@@ -51,10 +51,11 @@ from fleetctl.rollout.journal import Journal, RolloutRecord, new_rollout_id
 from fleetctl.rollout.playbook import Playbook, load_playbook, window_closed
 from fleetctl.secrets import redact as redact_secrets
 from fleetctl.state import StateDB, default_state_dir
+from fleetctl.telemetry.status import HostStatus, fleet_status
 
-__all__ = ["WINDOW_CLOSED", "Audit", "Fleet", "Listener", "NothingToDo", "OpenedBundle",
-           "Selection", "generate_key", "key_id", "load_playbook", "load_private_key",
-           "redact_secrets", "redact_vars", "trust_key"]
+__all__ = ["WINDOW_CLOSED", "Audit", "Fleet", "HostStatus", "Listener", "NothingToDo",
+           "OpenedBundle", "Selection", "generate_key", "key_id", "load_playbook",
+           "load_private_key", "redact_secrets", "redact_vars", "trust_key"]
 
 #: an event: {"at", "rollout", "host", "package", "phase", "detail"}
 Listener = Callable[[dict[str, Any]], None]
@@ -194,6 +195,27 @@ class Fleet:
         results = self.probe(selection, refresh=refresh, max_age=max_age, on_result=on_result)
         return Audit(results, [audits.row(r) for r in results], audits.summary(results),
                      audits.findings(results, checks, self.journal.last_known()))
+
+    def fleet_status(self, selection: Selection, *,
+                     on_result: Callable[[HostStatus], None] = lambda _: None
+                     ) -> list[HostStatus]:
+        """How each selected host's apps and device are doing now: one SSH round trip
+        per host (its health checks over the same connection)."""
+        return fleet_status(self.hosts(selection), self.catalog, self.db,
+                            policy=self.host_key_policy, timeout=self.connect_timeout,
+                            on_result=on_result)
+
+    def status_exposition(self, statuses: list[HostStatus]) -> str:
+        """``statuses`` and the latest rollout (hosts by phase, analysis verdicts) in
+        Prometheus's text exposition format."""
+        from fleetctl.telemetry.prometheus import exposition
+
+        latest = next(iter(self.journal.list(1)), None)
+        verdicts = {}
+        for event in self.journal.events(latest.id) if latest else []:
+            if event["phase"] == "analysed":
+                verdicts[(event["host"], event["package"])] = event["detail"].partition(":")[0]
+        return exposition(statuses, latest, verdicts)
 
     # -- plans ---------------------------------------------------------------------------------
 

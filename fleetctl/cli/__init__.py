@@ -8,7 +8,16 @@ from __future__ import annotations
 import sys
 
 from fleetctl.api import redact_secrets
-from fleetctl.cli import bundle, fleet, inventory, lab, plan, playbook, rollout  # noqa: F401
+from fleetctl.cli import (  # noqa: F401
+    bundle,
+    fleet,
+    inventory,
+    lab,
+    plan,
+    playbook,
+    rollout,
+    status,
+)
 from fleetctl.cli.common import app, err
 from fleetctl.errors import FleetError
 

@@ -1,0 +1,120 @@
+"""``fleetctl status``: per host, what each package runs (version, digest, state, health,
+restarts, uptime) and how its health check answers right now, with the device's RAM,
+GPU load and temperature from tegrastats. One SSH connection per host: the status probe
+and the health checks over it; an unreachable host is marked with when it was last seen.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from fleetctl.catalog.compose import RenderContext, render_text
+from fleetctl.catalog.packages import Catalog
+from fleetctl.facts.appstatus import STATUS_SCRIPT, AppContainer, parse_status
+from fleetctl.facts.hostfacts import ProbeOutputError
+from fleetctl.facts.probe import WORKERS
+from fleetctl.facts.tegrastats import TegraStats
+from fleetctl.inventory.model import Host
+from fleetctl.inventory.targets import host_key_policy, target_for
+from fleetctl.ssh import Connection, HostKeyPolicy, SSHFailure, connect
+from fleetctl.state import StateDB
+
+
+@dataclass(frozen=True)
+class AppStatus:
+    """One package's container on a host, and its health check now."""
+
+    package: str
+    version: str
+    release: str
+    digest: str | None
+    state: str
+    health: str
+    restarts: int
+    uptime: float | None
+    check_status: int | None = None     # the health URL's HTTP status (0: no answer)
+    check_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    """One host: reachable or why not, its apps, its device numbers."""
+
+    host: str
+    reachable: bool
+    error: str | None = None
+    last_seen: float | None = None      # unreachable: when a probe last reached it
+    apps: list[AppStatus] = field(default_factory=list)
+    mem_total_mb: int | None = None
+    mem_available_mb: int | None = None
+    tegrastats: TegraStats | None = None
+    jetpack: str | None = None          # from the facts cache
+    module: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        stats = self.tegrastats
+        return {"host": self.host, "reachable": self.reachable, "error": self.error,
+                "last_seen": self.last_seen, "jetpack": self.jetpack, "module": self.module,
+                "mem_total_mb": self.mem_total_mb, "mem_available_mb": self.mem_available_mb,
+                "tegrastats": stats.values() if stats else None,
+                "apps": [app.__dict__ for app in self.apps]}
+
+
+def fleet_status(hosts: list[Host], catalog: Catalog, db: StateDB, *,
+                 policy: str | None = None, timeout: float = 5.0,
+                 on_result: Callable[[HostStatus], None] = lambda _: None
+                 ) -> list[HostStatus]:
+    """Every host's status, in inventory order, several hosts at a time."""
+    def one(host: Host) -> HostStatus:
+        result = host_status(host, catalog, db, policy, timeout)
+        on_result(result)
+        return result
+
+    with ThreadPoolExecutor(min(WORKERS, max(1, len(hosts)))) as pool:
+        return list(pool.map(one, hosts))
+
+
+def host_status(host: Host, catalog: Catalog, db: StateDB, policy: str | None,
+                timeout: float) -> HostStatus:
+    """One host's status over one SSH connection."""
+    cached = db.load_facts(host.name)
+    facts = cached.facts if cached else None
+    known = {"jetpack": facts.jetpack if facts else None,
+             "module": facts.module if facts else None}
+    mode = host_key_policy(host.vars, policy)
+    try:
+        with connect(target_for(host), policy=HostKeyPolicy(mode, db.known_hosts),
+                     timeout=timeout) as conn:
+            device = parse_status(conn.run(STATUS_SCRIPT, command_timeout=timeout * 4).stdout)
+            apps = [_app(conn, host, catalog, c) for c in device.containers
+                    if not c.name.startswith("fleetctl-keep-") and c.state != "created"]
+    except SSHFailure as exc:
+        return HostStatus(host.name, False, f"{exc.reason}: {exc.detail}",
+                          cached.probed_at if cached else None, **known)
+    except ProbeOutputError as exc:
+        return HostStatus(host.name, False, f"garbage output: {exc}", **known)
+    return HostStatus(host.name, True, apps=apps, mem_total_mb=device.mem_total_mb,
+                      mem_available_mb=device.mem_available_mb,
+                      tegrastats=device.tegrastats, **known)
+
+
+def _app(conn: Connection, host: Host, catalog: Catalog, c: AppContainer) -> AppStatus:
+    status = AppStatus(c.package, c.version, c.release, c.digest, c.state, c.health,
+                       c.restarts, c.uptime)
+    package = catalog.packages.get(c.package)
+    if package is None or not package.health.http or c.state != "running":
+        return status
+    render = RenderContext(package, c.version, "", c.release, host.name,
+                           str(host.vars.get("fleetctl_service_address", "0.0.0.0")), {},
+                           dict(host.vars))
+    url = urlsplit(render_text(render, package.health.http))
+    start = time.monotonic()
+    answer = conn.http_request("GET", url.hostname or "127.0.0.1", url.port or 80,
+                               url.path or "/", timeout=5, limit=65536)
+    return AppStatus(**{**status.__dict__, "check_status": answer.status,
+                        "check_ms": (time.monotonic() - start) * 1000})
