@@ -21,6 +21,7 @@ rendering; a dashboard or another controller drives the same calls::
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import hashlib
 import json
@@ -52,6 +53,7 @@ from fleetctl.rollout.playbook import Playbook, load_playbook, window_closed
 from fleetctl.secrets import redact as redact_secrets
 from fleetctl.state import StateDB, default_state_dir
 from fleetctl.telemetry.status import HostStatus, fleet_status
+from fleetctl.telemetry.tracing import tracer_from_environment
 
 __all__ = ["WINDOW_CLOSED", "Audit", "Fleet", "HostStatus", "Listener", "NothingToDo",
            "OpenedBundle", "Selection", "generate_key", "key_id", "load_playbook",
@@ -146,6 +148,10 @@ class Fleet:
     def journal(self) -> Journal:
         journal = Journal(self.db)
         journal.listeners = self._listeners     # subscribers before and after, one list
+        tracer = tracer_from_environment(journal.get)      # OTEL_EXPORTER_OTLP_ENDPOINT
+        if tracer is not None:
+            self.subscribe(tracer)
+            atexit.register(tracer.close)
         return journal
 
     @cached_property
