@@ -49,6 +49,7 @@ NEVER = {
     "catalog": {"plan", "rollout", "delivery", "api", "cli"},
     "delivery": {"plan", "rollout", "api", "cli"},
     "rollout": {"api", "cli"},
+    "telemetry": {"plan", "delivery", "api", "cli"},
 }
 
 
