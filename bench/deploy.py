@@ -8,7 +8,10 @@ with its own dockerd), three ways, each on a fresh lab:
 - fleetctl deploy --steps 100% (one step: what fleetctl's own work costs);
 - the same with a catalog whose ollama ships no testinfra tests (what the gate's
   package tests cost, by difference);
-- fleetctl deploy --steps 1,50%,100% (canary, then health-gated steps).
+- fleetctl deploy --steps 1,50%,100% (canary, then health-gated steps);
+- a playbook with steps 1,100%, health gate only (--no-analysis), and the same with a
+  canary analysis (probe requests at 5/s and container stats, two 2 s intervals,
+  against up to three baseline hosts): the analysis' cost beyond its 4 s window.
 
 Prints wall time, controller CPU per host, and fleetctl's overhead per host over the
 baseline. Usage, as root with no lab running: .venv/bin/python bench/deploy.py
@@ -32,6 +35,25 @@ from pathlib import Path
 import yaml
 from benchlab import ROOT, default_spec, fleetctl, own_the_lab
 
+PLAYBOOK = """name: bench
+targets: {group: orin}
+packages: [{name: ollama, version: "0.7.0"}]
+strategy: {steps: [1, 100%]}
+analysis:
+  ollama:
+    metrics:
+      - name: generate
+        requests: {method: POST, url: "http://{{ check_address }}:11434/api/generate",
+                   rate: 5}
+        interval: 2s
+        count: 2
+        success: p50_latency_ms <= 1.5 * baseline.p50_latency_ms and error_ratio < 0.05
+      - name: memory
+        container: {}
+        interval: 2s
+        count: 2
+        failure: memory_growth_mb > 64 or restarts > 0
+"""
 COMPOSE = """services:
   ollama:
     image: {image}
@@ -102,8 +124,11 @@ def main() -> None:
         untested = tmp / "packages"
         shutil.copytree(ROOT / "packages", untested,
                         ignore=shutil.ignore_patterns("test_*.py", "__pycache__"))
+        book = tmp / "bench.yml"
+        book.write_text(PLAYBOOK)
         for case in ("baseline", "fleetctl 100%", "fleetctl 100% no tests",
-                     "fleetctl 1,50%,100%"):
+                     "fleetctl 1,50%,100%", "playbook 1,100% gate only",
+                     "playbook 1,100% analysed"):
             status = lab_up(spec, args.hosts)
             try:
                 images = status["registry"]["images"]
@@ -116,6 +141,11 @@ def main() -> None:
                 if case == "baseline":
                     baseline(status, pin["0.6.8"])
                     results[case] = timed(partial(baseline, status, pin["0.7.0"]))
+                elif case.startswith("playbook"):
+                    fleetctl("deploy", "ollama:0.6.8", *common, "--steps", "100%")
+                    flags = ["--no-analysis"] if case.endswith("gate only") else []
+                    results[case] = timed(partial(fleetctl, "run", str(book), *common[:4],
+                                                  "--yes", *flags))
                 else:
                     steps = case.split()[1]
                     if case.endswith("no tests"):
