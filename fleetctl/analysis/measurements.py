@@ -26,6 +26,7 @@ REQUEST_NAMES = frozenset({"requests", "errors", "error_ratio", "p50_latency_ms"
                            "p90_latency_ms", "p95_latency_ms", "p99_latency_ms",
                            "max_latency_ms", "mean_latency_ms"})
 CONTAINER_NAMES = frozenset({"restarts", "memory_mb", "memory_growth_mb", "cpu_percent"})
+QUERY_NAMES = frozenset({"value", "series"})
 DEVICE_NAMES = frozenset({"ram_used_mb", "ram_total_mb", "ram_ratio", "ram_growth_mb",
                           "swap_used_mb", "cpu_load_percent", "gpu_load_percent",
                           "emc_load_percent", "temp_max_c", "power_mw"})
@@ -109,6 +110,20 @@ class DeviceStats(Values):
         if name == "ram_growth_mb":
             return float(self.last.ram_used_mb - self.first.ram_used_mb)
         return self.last.values()[name]
+
+    def call(self, function: str, args: list, labels: dict[str, str]) -> float | None:
+        return None
+
+
+@dataclass
+class QueryResult(Values):
+    """A PromQL query's answer at the end of an interval: its value and series count."""
+
+    result: float | None
+    series: int
+
+    def value(self, name: str) -> float | None:
+        return self.result if name == "value" else float(self.series)
 
     def call(self, function: str, args: list, labels: dict[str, str]) -> float | None:
         return None

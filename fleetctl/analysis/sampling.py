@@ -25,12 +25,14 @@ from fleetctl.analysis.measurements import (
     ContainerStats,
     DeviceStats,
     Pooled,
+    QueryResult,
     Request,
     RequestStats,
     Scrape,
     Scrapes,
     parse_exposition,
 )
+from fleetctl.analysis.promql import QueryError, ask, render_query
 from fleetctl.analysis.spec import Analysis, Metric
 from fleetctl.analysis.verdict import Judged, MetricRun, Verdict, judge, verdict
 from fleetctl.facts.tegrastats import TegraStats, parse_tegrastats
@@ -65,6 +67,8 @@ class Subject(Protocol):
     def container(self) -> ContainerSample: ...
 
     def device(self) -> TegraStats: ...
+
+    def query(self, metric: Metric) -> QueryResult: ...
 
 
 @dataclass
@@ -120,6 +124,13 @@ class HostSubject:
             return parse_tegrastats(line)
         except ValueError as exc:
             raise SampleError(str(exc)) from None
+
+    def query(self, metric: Metric) -> QueryResult:
+        assert metric.url is not None and metric.query is not None
+        try:
+            return QueryResult(*ask(metric.url, render_query(metric.query, self.name)))
+        except QueryError as exc:
+            raise SampleError(f"query: {exc}") from None
 
     def _http(self, method: str, url: str, body: bytes, headers: tuple[tuple[str, str], ...],
               timeout: float, limit: int):
@@ -211,6 +222,8 @@ def _send(metric: Metric, subject: Subject) -> Request:
 def _first_sample(metric: Metric, states: dict[str, _State], subject: Subject) -> None:
     state = states[subject.name]
     try:
+        if metric.source == "query":
+            return                          # each interval asks the server afresh
         if metric.source == "prometheus":
             state.scrape = subject.scrape(metric)
         elif metric.source == "device":
@@ -232,6 +245,8 @@ def _measure(metric: Metric, states: dict[str, _State],
         requests, state.requests = state.requests, []
         return RequestStats(requests), len(requests), None
     try:
+        if metric.source == "query":
+            return subject.query(metric), None, None
         if metric.source == "prometheus":
             now = subject.scrape(metric)
             before, state.scrape = state.scrape, now

@@ -28,6 +28,7 @@ from fleetctl.analysis.measurements import (
     CONTAINER_NAMES,
     DEVICE_NAMES,
     PROMETHEUS_FUNCTIONS,
+    QUERY_NAMES,
     REQUEST_NAMES,
 )
 from fleetctl.durations import parse_duration
@@ -35,9 +36,9 @@ from fleetctl.errors import InputError
 from fleetctl.yamlfile import Located, LocatedList
 
 KEYS = {"steps", "inconclusive", "baseline_hosts", "metrics"}
-METRIC_KEYS = {"name", "requests", "prometheus", "container", "device", "interval", "count",
-               "success", "failure", "failure_limit", "min_samples"}
-SOURCES = ("requests", "prometheus", "container", "device")
+METRIC_KEYS = {"name", "requests", "prometheus", "container", "device", "query", "interval",
+               "count", "success", "failure", "failure_limit", "min_samples"}
+SOURCES = ("requests", "prometheus", "container", "device", "query")
 REQUEST_KEYS = {"url", "method", "body", "headers", "rate", "timeout"}
 METHODS = ("GET", "POST", "PUT", "HEAD")
 
@@ -70,7 +71,8 @@ class Metric:
     failure_limit: int = 0
     min_samples: int = 1
     request: ProbeRequest | None = None
-    url: str | None = None          # the app's /metrics, for ``prometheus``
+    url: str | None = None          # the app's /metrics, or the Prometheus server (query)
+    query: str | None = None        # PromQL, ``$host`` the host's name
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,17 @@ def _metric(raw: Any, line: int, path: Path, where: str) -> Metric:
     source = sources[0]
     interval = _duration(raw, "interval", 10.0, path, where)
     count = _whole(raw, "count", 3, 1, path, where)
-    request, url = None, None
-    if source == "requests":
+    request, url, query = None, None, None
+    if source == "query":
+        settings = raw["query"]
+        if not isinstance(settings, Located) or set(settings) != {"url", "query"} or \
+                not str(settings["url"]).startswith(("http://", "https://")) or \
+                not isinstance(settings["query"], str):
+            raise InputError(f"{path}:{raw.line_of('query')}: {where}.query is {{url: "
+                             f"http://prometheus:9090, query: 'PromQL, $host the host'}}")
+        url, query, names, functions = str(settings["url"]), settings["query"], \
+            QUERY_NAMES, {}
+    elif source == "requests":
         request = _request(raw["requests"], raw.line_of("requests"), path, f"{where}.requests")
         names, functions = REQUEST_NAMES, {}
     elif source == "prometheus":
@@ -177,7 +188,7 @@ def _metric(raw: Any, line: int, path: Path, where: str) -> Metric:
     return Metric(name, source, interval, count, conditions.get("success"),
                   conditions.get("failure"), _whole(raw, "failure_limit", 0, 0, path, where),
                   _whole(raw, "min_samples", 5 if source == "requests" else 1, 1, path, where),
-                  request, url)
+                  request, url, query)
 
 
 def _request(raw: Any, line: int, path: Path, where: str) -> ProbeRequest:
