@@ -93,17 +93,15 @@ def _table(statuses: list[HostStatus]) -> Table:
             table.add_row(status.host, styled(("no fleetctl package", "dim")), *[""] * 6,
                           *device)
         for app_status in status.apps:
-            ok = app_status.check_status is not None and 200 <= app_status.check_status < 300
-            state = app_status.state + (f" ({app_status.health})"
-                                        if app_status.health != "none" else "")
+            c = app_status.container
+            state = c.state + (f" ({c.health})" if c.health != "none" else "")
             check = "-" if app_status.check_status is None else (
                 f"{app_status.check_status or 'no answer'} {app_status.check_ms or 0:.0f} ms")
-            table.add_row(status.host, app_status.package, app_status.version,
-                          (app_status.digest or "-")[7:19],
-                          styled((state, "green" if app_status.state == "running" else "red")),
-                          str(app_status.restarts),
-                          _ago(app_status.uptime) if app_status.uptime is not None else "-",
-                          styled((check, "green" if ok else "yellow")), *device)
+            table.add_row(status.host, c.package, c.version, (c.digest or "-")[7:19],
+                          styled((state, "green" if c.state == "running" else "red")),
+                          str(c.restarts), _ago(c.uptime) if c.uptime is not None else "-",
+                          styled((check, "green" if app_status.healthy else "yellow")),
+                          *device)
     return table
 
 

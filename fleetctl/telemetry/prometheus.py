@@ -43,14 +43,13 @@ def exposition(statuses: list[HostStatus], rollout: RolloutRecord | None = None,
         up.labels(status.host).set(1 if status.reachable else 0)
         by_class[(status.jetpack or "unknown", status.module or "unknown")] += 1
         for app in status.apps:
-            ok = app.state == "running" and app.check_status is not None and \
-                200 <= app.check_status < 300
-            healthy.labels(status.host, app.package, app.version).set(1 if ok else 0)
-            restarts.labels(status.host, app.package).set(app.restarts)
-            if app.uptime is not None:
-                uptime.labels(status.host, app.package).set(app.uptime)
+            c = app.container
+            healthy.labels(status.host, c.package, c.version).set(1 if app.healthy else 0)
+            restarts.labels(status.host, c.package).set(c.restarts)
+            if c.uptime is not None:
+                uptime.labels(status.host, c.package).set(c.uptime)
             if app.check_ms is not None:
-                check.labels(status.host, app.package).set(app.check_ms / 1000)
+                check.labels(status.host, c.package).set(app.check_ms / 1000)
         stats = status.tegrastats
         if stats is not None:
             ram.labels(status.host).set(stats.ram_used_mb * 2**20)

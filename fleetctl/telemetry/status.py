@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,16 +29,19 @@ from fleetctl.state import StateDB
 class AppStatus:
     """One package's container on a host, and its health check now."""
 
-    package: str
-    version: str
-    release: str
-    digest: str | None
-    state: str
-    health: str
-    restarts: int
-    uptime: float | None
+    container: AppContainer
     check_status: int | None = None     # the health URL's HTTP status (0: no answer)
     check_ms: float | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """Running, and its health check answered 2xx."""
+        return self.container.state == "running" and self.check_status is not None and \
+            200 <= self.check_status < 300
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self.container), "check_status": self.check_status,
+                "check_ms": self.check_ms}
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class HostStatus:
                 "last_seen": self.last_seen, "jetpack": self.jetpack, "module": self.module,
                 "mem_total_mb": self.mem_total_mb, "mem_available_mb": self.mem_available_mb,
                 "tegrastats": stats.values() if stats else None,
-                "apps": [app.__dict__ for app in self.apps]}
+                "apps": [app.to_json() for app in self.apps]}
 
 
 def fleet_status(hosts: list[Host], catalog: Catalog, db: StateDB, *,
@@ -104,11 +107,9 @@ def host_status(host: Host, catalog: Catalog, db: StateDB, policy: str | None,
 
 
 def _app(conn: Connection, host: Host, catalog: Catalog, c: AppContainer) -> AppStatus:
-    status = AppStatus(c.package, c.version, c.release, c.digest, c.state, c.health,
-                       c.restarts, c.uptime)
     package = catalog.packages.get(c.package)
     if package is None or not package.health.http or c.state != "running":
-        return status
+        return AppStatus(c)
     render = RenderContext(package, c.version, "", c.release, host.name,
                            str(host.vars.get("fleetctl_service_address", "0.0.0.0")), {},
                            dict(host.vars))
@@ -116,5 +117,4 @@ def _app(conn: Connection, host: Host, catalog: Catalog, c: AppContainer) -> App
     start = time.monotonic()
     answer = conn.http_request("GET", url.hostname or "127.0.0.1", url.port or 80,
                                url.path or "/", timeout=5, limit=65536)
-    return AppStatus(**{**status.__dict__, "check_status": answer.status,
-                        "check_ms": (time.monotonic() - start) * 1000})
+    return AppStatus(c, answer.status, (time.monotonic() - start) * 1000)

@@ -38,6 +38,20 @@ analysis:
 """
 
 
+#: probe requests that make traffic, for analyses that judge other sources
+TRAFFIC = """\
+analysis:
+  ollama:
+    metrics:
+      - name: traffic
+        requests: {{method: POST, url: "http://{{{{ check_address }}}}:11434/api/generate",
+                   rate: 5}}
+        interval: 2s
+        count: 2
+        success: {success}
+"""
+
+
 @pytest.fixture(scope="module")
 def state(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("state")
@@ -138,14 +152,7 @@ def test_the_app_s_prometheus_metrics_judge_the_canary(lab: Lab, state: Path,
     """The erroring release, judged by the app's own request counters (the probe
     requests only make traffic)."""
     on(lab, state, "0.7.0")
-    analysis = ANALYSIS.split("    metrics:\n")[0] + """\
-    metrics:
-      - name: traffic
-        requests: {method: POST, url: "http://{{ check_address }}:11434/api/generate",
-                   rate: 5}
-        interval: 2s
-        count: 2
-        success: requests >= 5
+    analysis = TRAFFIC.format(success="requests >= 5") + """\
       - name: server
         prometheus: {url: "http://{{ check_address }}:11434/metrics"}
         interval: 2s
@@ -165,14 +172,7 @@ def test_the_app_s_prometheus_metrics_judge_the_canary(lab: Lab, state: Path,
     assert serving(lab, "jetson-a1") == "0.7.0"
 
 
-DEVICE = ANALYSIS.split("    metrics:\n")[0] + """\
-    metrics:
-      - name: traffic
-        requests: {method: POST, url: "http://{{ check_address }}:11434/api/generate",
-                   rate: 5}
-        interval: 2s
-        count: 2
-        success: error_ratio < 0.05
+DEVICE = TRAFFIC.format(success="error_ratio < 0.05") + """\
       - name: jetson
         device: {}
         interval: 2s

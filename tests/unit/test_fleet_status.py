@@ -66,13 +66,11 @@ def test_an_answer_that_is_not_the_status_probe_s() -> None:
 def test_the_exposition_reads_back_with_prometheus_client() -> None:
     device = parse_status(CAPTURE)
     statuses = [
-        HostStatus("jetson-a1", True, apps=[AppStatus("ollama", "0.7.0", "r1", DIGEST,
-                                                      "running", "healthy", 0, 14.0, 200, 4.2)],
+        HostStatus("jetson-a1", True, apps=[AppStatus(device.containers[0], 200, 4.2)],
                    tegrastats=device.tegrastats, jetpack="6.2", module="Orin Nano"),
         HostStatus("jetson-b2", False, "refused: nothing listens", jetpack="6.2",
                    module="Orin Nano"),
-        HostStatus("jetson-\"x\n", True, apps=[AppStatus("ollama", "0.7.0", "r1", None,
-                                                         "restarting", "none", 4, None, None)]),
+        HostStatus("jetson-\"x\n", True, apps=[AppStatus(device.containers[1])]),
     ]
     rollout = RolloutRecord("r1", "deploy", "ollama", ["ollama"], "me", "ctl", "incomplete",
                             [["jetson-a1", "jetson-b2"]], 1, {}, {}, None, 0.0, 0.0,
@@ -85,8 +83,9 @@ def test_the_exposition_reads_back_with_prometheus_client() -> None:
     assert samples[("fleetctl_hosts", (("jetpack", "6.2"), ("module", "Orin Nano")))] == 2
     assert samples[("fleetctl_app_healthy", (("host", "jetson-a1"), ("package", "ollama"),
                                              ("version", "0.7.0")))] == 1
-    assert samples[("fleetctl_app_healthy", (("host", "jetson-\"x\n"), ("package", "ollama"),
-                                             ("version", "0.7.0")))] == 0
+    assert samples[("fleetctl_app_healthy", (("host", "jetson-\"x\n"),
+                                             ("package", "open-webui"),
+                                             ("version", "0.6.9")))] == 0
     assert samples[("fleetctl_device_ram_used_bytes", (("host", "jetson-a1"),))] == 1200 * 2**20
     assert samples[("fleetctl_device_gpu_load_ratio", (("host", "jetson-a1"),))] == 0.03
     assert samples[("fleetctl_rollout_hosts", (("phase", "deferred"), ("rollout", "r1")))] == 1
