@@ -19,6 +19,7 @@ Every error names the file and line and what to write instead.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from fleetctl.yamlfile import Located, LocatedList
 
 KEYS = {"steps", "inconclusive", "baseline_hosts", "metrics"}
 METRIC_KEYS = {"name", "requests", "prometheus", "container", "device", "query", "interval",
-               "count", "success", "failure", "failure_limit", "min_samples"}
+               "count", "duration", "success", "failure", "failure_limit", "min_samples"}
 SOURCES = ("requests", "prometheus", "container", "device", "query")
 REQUEST_KEYS = {"url", "method", "body", "headers", "rate", "timeout"}
 METHODS = ("GET", "POST", "PUT", "HEAD")
@@ -149,7 +150,11 @@ def _metric(raw: Any, line: int, path: Path, where: str) -> Metric:
                          f"{', '.join(SOURCES)}")
     source = sources[0]
     interval = _duration(raw, "interval", 10.0, path, where)
-    count = _whole(raw, "count", 3, 1, path, where)
+    if "count" in raw and "duration" in raw:
+        raise InputError(f"{path}:{raw.line_of('duration')}: {where} ({name}) takes count or "
+                         f"duration (a soak: count = duration / interval), not both")
+    count = math.ceil(_duration(raw, "duration", 0, path, where) / interval) \
+        if "duration" in raw else _whole(raw, "count", 3, 1, path, where)
     request, url, query = None, None, None
     if source == "query":
         settings = raw["query"]

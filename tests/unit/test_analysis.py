@@ -157,6 +157,8 @@ def test_the_schema_reads_a_good_analysis(tmp_path: Path) -> None:
     assert generate.request.body == '{"model": "llama3.2:1b", "prompt": "hi", "stream": false}'
     assert (generate.min_samples, memory.min_samples) == (5, 1)
     assert analysis.window == 6 and analysis.applies_to(0) and not analysis.applies_to(1)
+    soak = load(tmp_path, GOOD.replace("count: 3\n      success", "duration: 61s\n      success"))
+    assert soak.metrics[0].count == 31                  # every 2 s for at least 61 s
 
 
 @pytest.mark.parametrize("change, message", [
@@ -170,6 +172,8 @@ def test_the_schema_reads_a_good_analysis(tmp_path: Path) -> None:
     (("interval: 2s\n      count: 3\n      fail", "interval: soon\n      count: 3\n      fail"),
      r"package.yml:11: .*interval 'soon' is not a duration"),
     (("    - name: memory", "    - name: generate"), r"two metrics named 'generate'"),
+    (("count: 3\n      success", "count: 3\n      duration: 1m\n      success"),
+     r"package.yml:8: .*\(generate\) takes count or duration"),
     (("  metrics:", "  steps: every\n  metrics:"), r"package.yml:2: analysis.steps is first"),
     (("      failure: memory", "      oops: 1\n      failure: memory"),
      r"package.yml:13: unknown analysis.metrics\[1\] key 'oops'"),
