@@ -11,11 +11,12 @@ the device script), so nothing on the host listens beyond what the app already d
 from __future__ import annotations
 
 import heapq
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from fleetctl import device
@@ -157,62 +158,70 @@ class _State:
     unavailable: str | None = None
 
 
+#: ``fan_out(work, items)``: ``work`` on every item, results in order (threads, or in
+#: turn in tests with a fake clock)
+FanOut = Callable[[Callable[[Any], Any], list[Any]], list[Any]]
+#: the longest a metric waits before it notices that another one failed
+STOP_CHECK = 0.5
+
+
 def analyse(analysis: Analysis, canary: Subject, baselines: list[Subject], *,
             sleep: Callable[[float], None], clock: Callable[[], float],
-            fan_out: Callable[[Callable[[Subject], T], list[Subject]], list[T]] | None = None
-            ) -> Verdict:
+            fan_out: FanOut | None = None) -> Verdict:
     """Measure ``canary`` and ``baselines`` side by side as ``analysis`` says and judge
-    each interval; stops early when a metric fails."""
-    subjects = [canary, *baselines]
+    each interval. The metrics run side by side too (a slow ``docker stats`` holds up
+    no probe request); a failed metric stops them all."""
     fan_out = fan_out or _threads
-    runs = {m.name: MetricRun(m) for m in analysis.metrics}
-    states = {m.name: {s.name: _State() for s in subjects} for m in analysis.metrics}
+    stop = threading.Event()
+    runs = fan_out(partial(_run_metric, [canary, *baselines], sleep, clock, fan_out, stop),
+                   list(analysis.metrics))
+    return verdict(analysis, runs, [b.name for b in baselines])
+
+
+def _run_metric(subjects: list[Subject], sleep: Callable[[float], None],
+                clock: Callable[[], float], fan_out: FanOut, stop: threading.Event,
+                metric: Metric) -> MetricRun:
+    """One metric's schedule: its requests at its rate, its first sample, a measurement
+    at the end of each interval, judged as it comes."""
+    run = MetricRun(metric)
+    states = {s.name: _State() for s in subjects}
     start = clock()
-    events: list[tuple[float, int, str, str]] = []
-    order = 0
-    for metric in analysis.metrics:
-        kind = "send" if metric.source == "requests" else "sample"
-        events.append((start, order, kind, metric.name))
-        for i in range(1, metric.count + 1):
-            order += 1
-            events.append((start + i * metric.interval, order, "measure", metric.name))
-        order += 1
-    heapq.heapify(events)
-    by_name = {m.name: m for m in analysis.metrics}
-    sends = dict.fromkeys(by_name, 0)
-    while events:
-        at, _, kind, name = heapq.heappop(events)
-        metric, run = by_name[name], runs[name]
-        if run.finished:
-            continue
-        sleep(max(0.0, at - clock()))
+    first = "send" if metric.source == "requests" else "sample"
+    events = [(start, 0, first), *((start + i * metric.interval, i, "measure")
+                                   for i in range(1, metric.count + 1))]
+    order, sends = len(events), 0
+    while events and not run.finished and not stop.is_set():
+        at, _, kind = heapq.heappop(events)
+        while clock() < at and not stop.is_set():
+            sleep(min(STOP_CHECK, at - clock()))
+        if stop.is_set():
+            break
         if kind == "send":
             assert metric.request is not None
             sent = fan_out(partial(_send, metric), subjects)
             for subject, request in zip(subjects, sent, strict=True):
-                states[name][subject.name].requests.append(request)
-            sends[name] += 1        # the k-th send at start + k / rate: no drift
-            following = start + sends[name] / metric.request.rate
+                states[subject.name].requests.append(request)
+            sends += 1                  # the k-th send at start + k / rate: no drift
+            following = start + sends / metric.request.rate
             if following < start + metric.interval * metric.count:
                 order += 1
-                heapq.heappush(events, (following, order, "send", name))
+                heapq.heappush(events, (following, order, "send"))
         elif kind == "sample":
-            fan_out(partial(_first_sample, metric, states[name]), subjects)
-            run.unavailable = states[name][canary.name].unavailable
+            fan_out(partial(_first_sample, metric, states), subjects)
+            run.unavailable = states[subjects[0].name].unavailable
         else:
-            values = fan_out(partial(_measure, metric, states[name]), subjects)
+            values = fan_out(partial(_measure, metric, states), subjects)
             run.judged.append(_judge(metric, values[0], values[1:]))
             if run.failed:
-                break
-    names = [b.name for b in baselines]
-    return verdict(analysis, list(runs.values()), names)
+                stop.set()
+    return run
 
 
-def _threads(work: Callable[[Subject], T], subjects: list[Subject]) -> list[T]:
-    if len(subjects) == 1:
-        return [work(subjects[0])]
-    with ThreadPoolExecutor(len(subjects)) as pool:
-        return list(pool.map(work, subjects))
+def _threads(work: Callable[[Any], T], items: list[Any]) -> list[T]:
+    if len(items) == 1:
+        return [work(items[0])]
+    with ThreadPoolExecutor(len(items)) as pool:
+        return list(pool.map(work, items))
 
 
 def _send(metric: Metric, subject: Subject) -> Request:

@@ -232,7 +232,7 @@ def test_a_good_canary_passes_with_its_numbers(tmp_path: Path) -> None:
     clock = FakeClock(0.0)
     verdict = run(load(tmp_path, GOOD), FakeApp("a1", clock), FakeApp("b1", clock, 0.1))
     assert verdict.outcome == "successful", verdict.detail
-    assert clock.now == 6                                   # three 2 s intervals
+    assert clock.now == 12          # two metrics of three 2 s intervals, in turn here
     assert "p95_latency_ms 100, baseline.p95_latency_ms 100" in verdict.detail
     assert verdict.detail.endswith("baseline: b1")
     assert [m["samples"] for m in verdict.measurements["generate"]] == [6, 6, 6]
