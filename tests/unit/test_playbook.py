@@ -31,6 +31,25 @@ def test_the_shipped_examples_load_and_apply_to_the_catalog() -> None:
     assert (applied.get("ollama").health.timeout, applied.get("ollama").health.retries) == \
         (180.0, 5)
     assert ollama.window == Window((0, 1, 2, 3, 4), dt.time(1, 0), 4 * 3600, "Europe/Berlin")
+    analysed = load_playbook(ROOT / "playbooks" / "ollama-canary-analysis.yml")
+    applied, _ = analysed.apply(catalog)
+    analysis = applied.get("ollama").analysis
+    assert catalog.get("ollama").analysis is None       # the playbook's, not the package's
+    assert analysis is not None and [m.name for m in analysis.metrics] == ["generate", "memory"]
+    assert (analysis.window, analysis.baseline_hosts, analysis.inconclusive) == (60, 3, "pause")
+    assert str(analysis.metrics[0].success) == ("p95_latency_ms <= 1.25 * "
+                                                "baseline.p95_latency_ms and error_ratio < 0.02")
+
+
+def test_a_playbook_turns_a_package_s_analysis_off_or_names_its_line(tmp_path: Path) -> None:
+    book = tmp_path / "book.yml"
+    book.write_text("name: x\ntargets: {group: a}\npackages: [ollama]\n"
+                    "analysis: {ollama: false}\n")
+    assert load_playbook(book).analysis == {"ollama": None}
+    book.write_text("name: x\ntargets: {group: a}\npackages: [ollama]\nanalysis:\n"
+                    "  ollama: yes please\n")
+    with pytest.raises(InputError, match=r"book\.yml:5: analysis\.ollama is an analysis"):
+        load_playbook(book)
 
 
 BAD = [
