@@ -39,12 +39,14 @@ from fleetctl.delivery.bundle_manifest import BundleManifest
 from fleetctl.delivery.keys import generate_key, key_id, load_private_key, trust_key
 from fleetctl.errors import FleetError, InputError
 from fleetctl.facts import audit as audits
-from fleetctl.facts.probe import ProbeResult, probe_hosts, select_by_facts
+from fleetctl.facts.probe import ProbeResult, probe_hosts, probe_os, select_by_facts
 from fleetctl.inventory.ansible import load_inventory
 from fleetctl.inventory.ansible import redact as redact_vars
 from fleetctl.inventory.model import Host, Inventory
 from fleetctl.inventory.targets import host_key_policy as check_policy
 from fleetctl.inventory.targets import parse_where
+from fleetctl.osupdate.paths import release
+from fleetctl.osupdate.plan import OSPlan, plan_os
 from fleetctl.plan import Plan, check_plan
 from fleetctl.plan import make_plan as plan_hosts
 from fleetctl.rollout.context import Context, Options, duration_option, written_options
@@ -56,7 +58,7 @@ from fleetctl.telemetry.status import HostStatus, fleet_status
 from fleetctl.telemetry.tracing import tracer_from_environment
 
 __all__ = ["WINDOW_CLOSED", "Audit", "Fleet", "HostStatus", "Listener", "NothingToDo",
-           "OpenedBundle", "Selection", "generate_key", "key_id", "load_playbook",
+           "OSPlan", "OpenedBundle", "Selection", "generate_key", "key_id", "load_playbook",
            "load_private_key", "redact_secrets", "redact_vars", "trust_key"]
 
 #: an event: {"at", "rollout", "host", "package", "phase", "detail"}
@@ -224,6 +226,22 @@ class Fleet:
         return exposition(statuses, latest, verdicts)
 
     # -- plans ---------------------------------------------------------------------------------
+
+    def os_plan(self, target: str, selection: Selection, *,
+                payload_specs: list[str] | None = None,
+                on_result: Callable[[ProbeResult], None] = lambda _: None) -> OSPlan:
+        """Per selected host, the way to L4T ``target`` (apt, image-based or blocked, with
+        the reasons), its apps planned again for the new release."""
+        try:
+            release(target)
+        except ValueError as exc:
+            raise InputError(f"--to: {exc}") from None
+        results = self.probe(selection.required(), refresh=True, on_result=on_result)
+        states = probe_os([r.host for r in results if r.ok], self.db,
+                          timeout=self.connect_timeout, policy_override=self.host_key_policy)
+        return plan_os(target, [(r, *states.get(r.host.name, (None, None))) for r in results],
+                       self.catalog, self.db, ttl=self.registry_ttl,
+                       payload_specs=payload_specs)
 
     def plan(self, requests: list[str], selection: Selection, *, refresh: bool = True,
              max_age: float = 0.0, catalog: Catalog | None = None,

@@ -13,6 +13,7 @@ from fleetctl.cli import (  # noqa: F401
     fleet,
     inventory,
     lab,
+    osupdate,
     plan,
     playbook,
     rollout,

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from fleetctl.facts.hostfacts import PROBE_SCRIPT, HostFacts, ProbeOutputError, parse_probe
+from fleetctl.facts.osfacts import OS_SCRIPT, OSFacts, parse_os_facts
 from fleetctl.inventory.model import Host
 from fleetctl.inventory.targets import host_key_policy, target_for
 from fleetctl.ssh import HostKeyPolicy, SSHFailure, run_script
@@ -91,3 +92,22 @@ def probe_hosts(hosts: Iterable[Host], db: StateDB, *, refresh: bool = False,
 def select_by_facts(results: list[ProbeResult], where: list) -> list[ProbeResult]:
     """Results whose facts satisfy every ``--where`` selector (hosts without facts never do)."""
     return [r for r in results if r.facts and all(w.matches(r.facts) for w in where)]
+
+
+def probe_os(hosts: Iterable[Host], db: StateDB, *, timeout: float = 5.0,
+             policy_override: str | None = None) -> dict[str, tuple[OSFacts | None, str | None]]:
+    """Each host's OS-update state (``os.sh``), or why there is none, by host name."""
+    def work(host: Host) -> tuple[str, tuple[OSFacts | None, str | None]]:
+        policy = HostKeyPolicy(host_key_policy(host.vars, policy_override), db.known_hosts)
+        try:
+            result = run_script(target_for(host), OS_SCRIPT, policy=policy, timeout=timeout,
+                                command_timeout=timeout * 6)
+            return host.name, (parse_os_facts(result.stdout), None)
+        except SSHFailure as exc:
+            return host.name, (None, f"{exc.reason}: {exc.detail}")
+        except ProbeOutputError as exc:
+            return host.name, (None, f"garbage output: {exc}")
+
+    hosts = list(hosts)
+    with ThreadPoolExecutor(min(WORKERS, max(1, len(hosts)))) as pool:
+        return dict(pool.map(work, hosts))

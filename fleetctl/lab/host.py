@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from fleetctl.errors import LabError
+from fleetctl.facts.jetson import module_from_compatible
 from fleetctl.lab.spec import HostSpec
 from fleetctl.lab.system import (
     CGROUP_ROOT,
@@ -158,6 +159,38 @@ class LabHost:
             (base / "serial-number").write_bytes(spec.serial.encode() + b"\0")
         if spec.nv_tegra_release:
             self._write_tegrastats()
+            self._write_boot(etc)
+
+    def _write_boot(self, etc: Path) -> None:
+        """What an OS update reads: NVIDIA's apt source at the host's release, the board
+        spec, an ``nvbootctrl`` (rootfs A/B on from R35) and, on UEFI releases (R35 on),
+        the firmware's version in the ESRT."""
+        spec = self.spec
+        major, minor, revision = (int(p) for p in (spec.l4t or "0.0.0").split("."))
+        family = module_from_compatible("\n".join(spec.compatible))["soc_family"]
+        soc = {"orin": "t234", "xavier": "t194", "tx1-nano": "t210"}.get(family or "", "t234")
+        apt = etc / "apt" / "sources.list.d"
+        apt.mkdir(parents=True, exist_ok=True)
+        (apt / "nvidia-l4t-apt-source.list").write_text(
+            f"deb https://repo.download.nvidia.com/jetson/common r{major}.{minor} main\n"
+            f"deb https://repo.download.nvidia.com/jetson/{soc} r{major}.{minor} main\n")
+        part = next((c.split(",")[-1] for c in spec.compatible if "p3" in c or "p2" in c),
+                    "p0000-0000")
+        board, sku = part.lstrip("p").split("-")[:2] if "-" in part else ("0000", "0000")
+        (etc / "nv_boot_control.conf").write_text(
+            f"TNSPEC {board}-300-{sku}-A.0-1-0-jetson-{family or 'unknown'}-lab-\n"
+            f"TEGRA_CHIPID 0x{ {'t234': 23, 't194': 19, 't210': 21}[soc]}\n")
+        script = (resources.files("fleetctl.lab") / "fake-nvbootctrl.sh").read_text()
+        tool = self.disk / "usr_local" / "upper" / "bin" / "nvbootctrl"
+        tool.parent.mkdir(parents=True, exist_ok=True)
+        tool.write_text(f"#!/bin/sh\nVERSION={spec.l4t} UNIFIED={0 if major >= 35 else 69}\n"
+                        + script)
+        tool.chmod(0o755)
+        if major >= 35:
+            esrt = self.dir / "fw" / "efi" / "esrt" / "entries" / "entry0"
+            esrt.mkdir(parents=True, exist_ok=True)
+            (esrt / "fw_version").write_text(f"{(major << 16) | (minor << 8) | revision}\n")
+            (esrt / "last_attempt_status").write_text("0\n")
 
     def _write_tegrastats(self) -> None:
         """A ``tegrastats`` in the host's /usr/local/bin that prints its module's line

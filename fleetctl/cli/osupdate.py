@@ -1,0 +1,82 @@
+"""``fleetctl os``: JetPack (L4T) updates."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from fleetctl.api import OSPlan
+from fleetctl.cli.common import (
+    GroupOpt,
+    HostKeyOpt,
+    InventoryOpt,
+    LimitOpt,
+    PackagesOpt,
+    StateDirOpt,
+    TimeoutOpt,
+    WhereOpt,
+    app,
+    err,
+    open_fleet,
+    out,
+    styled,
+)
+from fleetctl.cli.progress import ProbeProgress
+from fleetctl.errors import FleetError
+
+os_app = typer.Typer(
+    help="JetPack (L4T) updates of the hosts' OS.\n\n"
+         "Example: fleetctl os plan --to 36.4.4 --group factory-a",
+    no_args_is_help=True)
+app.add_typer(os_app, name="os")
+PATH_STYLE = {"apt": "green", "image": "cyan", "current": "dim", "blocked": "red"}
+
+
+@os_app.command("plan")
+def os_plan(
+    to: Annotated[str, typer.Option("--to", help="The target L4T release, e.g. 36.4.4.")],
+    inventory: InventoryOpt = None, group: GroupOpt = None, limit: LimitOpt = None,
+    where: WhereOpt = None,
+    output: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    timeout: TimeoutOpt = 5.0, host_key_policy: HostKeyOpt = None,
+    state_dir: StateDirOpt = None, packages: PackagesOpt = None,
+) -> None:
+    """Per host the way to the target L4T release: apt (same major release),
+    image-based OTA (R35.5+ to R36) or blocked, with the reasons and the fix; each
+    app the host runs planned again for the new release. Changes nothing.
+
+    Exit 0 when every host answered, 4 when some did not.
+
+    Example: fleetctl os plan --to 36.4.4 --group factory-a --format json
+    """
+    from fleetctl.api import Selection
+
+    if output not in ("table", "json"):
+        raise FleetError(f"--format {output!r} should be table or json", exit_code=2)
+    fleet = open_fleet(inventory, state_dir, packages, host_key_policy, timeout)
+    selection = Selection(group, limit, tuple(where or ())).required()
+    with ProbeProgress(err, len(fleet.hosts(selection))) as progress:
+        result = fleet.os_plan(to, selection, on_result=progress.update)
+    if output == "json":
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        out.print(_table(result))
+    if result.unreachable:
+        raise typer.Exit(4)
+
+
+def _table(result: OSPlan) -> Table:
+    table = Table(title=Text(f"OS update to R{result.target}"), title_justify="left")
+    for column in ("host", "now", "path", "why / what then"):
+        table.add_column(column, overflow="fold")
+    for path in result.paths:
+        table.add_row(path.host, f"R{path.current}" if path.current else "-",
+                      styled((path.kind, PATH_STYLE.get(path.kind, ""))),
+                      "; ".join(path.reasons or path.notes))
+    for host, why in result.unreachable.items():
+        table.add_row(host, "-", styled(("unreachable", "red")), why)
+    return table

@@ -1,0 +1,87 @@
+"""``fleetctl os plan``: per host the way to the target L4T (:mod:`.paths`), and for each
+package it runs, the image it would run after the update. A host whose app would have
+no image for the new release is blocked: it would come back on the new L4T with
+nothing that fits it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from fleetctl.catalog.imageref import PlatformImage
+from fleetctl.catalog.packages import Catalog, Request
+from fleetctl.facts.hostfacts import HostFacts
+from fleetctl.facts.jetson import cuda_for_l4t, jetpack_for_l4t, ubuntu_for_l4t
+from fleetctl.facts.osfacts import OSFacts
+from fleetctl.facts.probe import ProbeResult
+from fleetctl.osupdate.paths import OSPath, os_path
+from fleetctl.plan import Plan, PlanEntry, make_plan
+from fleetctl.state import StateDB
+
+
+@dataclass
+class OSPlan:
+    """The paths of every host that answered, and why the others did not."""
+
+    target: str
+    paths: list[OSPath]
+    unreachable: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "hosts": [p.to_json() for p in self.paths],
+                "unreachable": self.unreachable}
+
+
+def after_update(facts: HostFacts, target: str) -> HostFacts:
+    """The host's facts as they will be on ``target``: its L4T, JetPack, CUDA and
+    Ubuntu; its local images built for the old release left out."""
+    return replace(facts, l4t=target, jetpack=jetpack_for_l4t(target),
+                   cuda=cuda_for_l4t(target), ubuntu=ubuntu_for_l4t(target), images=[])
+
+
+def plan_os(target: str, results: list[tuple[ProbeResult, OSFacts | None, str | None]],
+            catalog: Catalog, db: StateDB | None, *, ttl: float = 300.0,
+            payload_specs: list[str] | None = None,
+            offline: dict[str, list[PlatformImage]] | None = None) -> OSPlan:
+    """Each host's path to ``target``, its running packages planned again on it (against
+    the registries, or ``offline`` images)."""
+    paths, unreachable = [], {}
+    for result, os_facts, error in results:
+        name = result.host.name
+        if result.facts is None or os_facts is None:
+            unreachable[name] = error or f"{result.error}: {result.detail}".rstrip(": ")
+            continue
+        path = os_path(name, result.facts, os_facts, target, payload_specs)
+        if path.kind in ("apt", "image"):
+            _check_apps(path, result, catalog, db, ttl, offline)
+        paths.append(path)
+    return OSPlan(paths[0].target if paths else target, paths, unreachable)
+
+
+def _check_apps(path: OSPath, result: ProbeResult, catalog: Catalog, db: StateDB | None,
+                ttl: float, offline: dict[str, list[PlatformImage]] | None) -> None:
+    assert result.facts is not None
+    after = replace(result, facts=after_update(result.facts, path.target))
+    running = {c.package: c.version for c in result.facts.containers
+               if c.package in catalog.packages}
+    for package, version in sorted(running.items()):
+        entry = _entry(make_plan(catalog, [Request(package, version)], [after], db, ttl=ttl,
+                                 offline=offline))
+        if entry is not None and not entry.blocked:
+            path.notes.append(f"{package} {version} then runs {entry.tag}")
+            continue
+        other = _entry(make_plan(catalog, [Request(package)], [after], db, ttl=ttl,
+                                 offline=offline))
+        if other is not None and not other.blocked:
+            path.notes.append(f"{package} {version} has no image for R{path.target}: it "
+                              f"then moves to {other.version} ({other.tag})")
+            continue
+        why = entry.reason if entry is not None else "no plan"
+        path.kind = "blocked"
+        path.reasons.append(f"after the update {package} would have no image for "
+                            f"R{path.target}: {why}")
+
+
+def _entry(plan: Plan) -> PlanEntry | None:
+    return plan.entries[0] if plan.entries else None
