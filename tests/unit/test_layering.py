@@ -50,6 +50,7 @@ NEVER = {
     "delivery": {"plan", "rollout", "api", "cli"},
     "rollout": {"api", "cli"},
     "telemetry": {"plan", "delivery", "api", "cli"},
+    "osupdate": {"rollout", "delivery", "api", "cli"},
 }
 
 
