@@ -211,7 +211,7 @@ class Fleet:
         per host (its health checks over the same connection)."""
         return fleet_status(self.hosts(selection), self.catalog, self.db,
                             policy=self.host_key_policy, timeout=self.connect_timeout,
-                            on_result=on_result)
+                            analyses=self.journal.last_analyses(), on_result=on_result)
 
     def status_exposition(self, statuses: list[HostStatus]) -> str:
         """``statuses`` and the latest rollout (hosts by phase, analysis verdicts) in

@@ -79,7 +79,7 @@ def _table(statuses: list[HostStatus]) -> Table:
     table = Table(title=Text(f"fleet status, {time.strftime('%H:%M:%S')}"),
                   title_justify="left")
     for column in ("host", "package", "version", "digest", "state", "restarts", "up",
-                   "check", "RAM", "GPU", "temp"):
+                   "check", "last analysis", "RAM", "GPU", "temp"):
         table.add_column(column, overflow="fold")
     for status in statuses:
         device = _device(status)
@@ -87,10 +87,10 @@ def _table(statuses: list[HostStatus]) -> Table:
             seen = f"; last seen {_ago(time.time() - status.last_seen)} ago" \
                 if status.last_seen else ""
             table.add_row(status.host, styled((f"unreachable: {status.error}{seen}", "red")),
-                          *[""] * 9)
+                          *[""] * 10)
             continue
         if not status.apps:
-            table.add_row(status.host, styled(("no fleetctl package", "dim")), *[""] * 6,
+            table.add_row(status.host, styled(("no fleetctl package", "dim")), *[""] * 7,
                           *device)
         for app_status in status.apps:
             c = app_status.container
@@ -101,8 +101,15 @@ def _table(statuses: list[HostStatus]) -> Table:
                           styled((state, "green" if c.state == "running" else "red")),
                           str(c.restarts), _ago(c.uptime) if c.uptime is not None else "-",
                           styled((check, "green" if app_status.healthy else "yellow")),
-                          *device)
+                          _analysis(app_status.analysis), *device)
     return table
+
+
+def _analysis(found: dict | None) -> str:
+    """``successful, 3h ago``: the latest canary analysis' outcome (numbers in JSON)."""
+    if not found:
+        return "-"
+    return f"{found['detail'].partition(':')[0]}, {_ago(time.time() - found['at'])} ago"
 
 
 def _device(status: HostStatus) -> list[str]:

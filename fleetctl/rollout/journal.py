@@ -306,6 +306,13 @@ class Journal:
         sql += " ORDER BY h.updated_at DESC LIMIT ?"
         return self.db.query(sql, (*params, limit))
 
+    def last_analyses(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """(host, package) -> the latest canary analysis' verdict there: its event (the
+        rollout, when, and "outcome: the numbers")."""
+        rows = self.db.query("SELECT * FROM rollout_events WHERE phase = 'analysed' "
+                             "ORDER BY at")
+        return {(row["host"], row["package"]): row for row in rows}
+
     def last_known(self) -> dict[tuple[str, str], dict[str, Any]]:
         """(host, package) -> the digest the journal last left running there, with the
         rollout that did it (None when it removed the package)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +32,9 @@ class AppStatus:
     container: AppContainer
     check_status: int | None = None     # the health URL's HTTP status (0: no answer)
     check_ms: float | None = None
+    #: the latest canary analysis here, from the journal: its probe requests' latency
+    #: and error ratio, and the other metrics ({rollout_id, at, detail})
+    analysis: dict[str, Any] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -41,7 +44,7 @@ class AppStatus:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self.container), "check_status": self.check_status,
-                "check_ms": self.check_ms}
+                "check_ms": self.check_ms, "analysis": self.analysis}
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,19 @@ class HostStatus:
 
 def fleet_status(hosts: list[Host], catalog: Catalog, db: StateDB, *,
                  policy: str | None = None, timeout: float = 5.0,
+                 analyses: dict[tuple[str, str], dict[str, Any]] | None = None,
                  on_result: Callable[[HostStatus], None] = lambda _: None
                  ) -> list[HostStatus]:
-    """Every host's status, in inventory order, several hosts at a time."""
+    """Every host's status, in inventory order, several hosts at a time; ``analyses``
+    (the journal's latest per host and package) joined to the apps."""
     def one(host: Host) -> HostStatus:
         result = host_status(host, catalog, db, policy, timeout)
+        for i, app in enumerate(result.apps):
+            found = (analyses or {}).get((host.name, app.container.package))
+            if found:
+                result.apps[i] = replace(app, analysis={
+                    "rollout": found["rollout_id"], "at": found["at"],
+                    "detail": found["detail"]})
         on_result(result)
         return result
 

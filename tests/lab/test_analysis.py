@@ -117,6 +117,14 @@ def test_a_good_release_passes_its_analysis(lab: Lab, state: Path, tmp_path: Pat
          "4 passed; measuring for 4s"]
     for host in ("jetson-a1", "jetson-b1"):
         assert serving(lab, host) == "0.7.0"
+    status = fleetctl("status", "-i", lab.status["inventory"], "--state-dir", str(state),
+                      "--limit", PAIR, "--format", "json")
+    a1, b1 = json.loads(status.stdout)
+    # the canary's latest analysis, from the journal: its probe requests' numbers
+    assert a1["apps"][0]["analysis"]["detail"].startswith(
+        "successful: 2 metrics passed (generate: p50_latency_ms ")
+    assert "error_ratio 0 (10 samples)" in a1["apps"][0]["analysis"]["detail"]
+    assert b1["apps"][0]["analysis"] is None            # never analysed (the second step)
 
 
 def test_no_baseline_is_inconclusive_and_waits_for_promote(lab: Lab, state: Path,

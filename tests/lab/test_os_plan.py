@@ -1,0 +1,35 @@
+"""``fleetctl os plan`` on the lab's Jetsons: each one's way to R36.4.4, read from its
+apt source, nvbootctrl, ESRT and root filesystem, and its ollama planned again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..conftest import Lab, fleetctl
+
+
+def test_each_jetson_s_way_to_r36_4_4(lab: Lab, tmp_path: Path) -> None:
+    common = ["-i", lab.status["inventory"], "--state-dir", str(tmp_path)]
+    fleetctl("deploy", "ollama:0.4.0", *common, "--limit", "jetson-a3", "--steps", "100%",
+             "--allow-downgrade", "--yes")       # only an R35 image of 0.4.0 exists
+    result = fleetctl("os", "plan", "--to", "36.4.4", *common, "--limit",
+                      "factory-a:factory-b", "--format", "json")
+    hosts = {h["host"]: h for h in json.loads(result.stdout)["hosts"]}
+    assert {h: p["path"] for h, p in hosts.items()} == {
+        "jetson-a1": "apt", "jetson-a2": "apt", "jetson-a3": "image", "jetson-a4": "blocked",
+        "jetson-b1": "apt", "jetson-b2": "apt", "jetson-b3": "blocked",
+        "jetson-b4": "blocked"}
+    assert (hosts["jetson-a2"]["current"], hosts["jetson-a3"]["current"]) == ("36.4.0",
+                                                                             "35.6.0")
+    assert hosts["jetson-b3"]["reasons"] == [
+        "JetPack 5 goes to 6 over the air only from R35.5.0: upgrade to R35.5 or later "
+        "first (R35.4.1 -> R35.6.0 over apt, then R35.6.0 -> R36.4.4 image-based)"]
+    assert hosts["jetson-a4"]["reasons"] == [
+        "JetPack 4 (R32) cannot be updated over the air to JetPack 5 or 6: reflash"]
+    assert hosts["jetson-a3"]["notes"][0] == "rollback: back to slot A and R35.6.0"
+    assert "ollama 0.4.0 has no image for R36.4.4: it then moves to 0.23.0 " \
+           "(0.23.0-r36.4.tegra-x86_64-cu126-22.04)" in hosts["jetson-a3"]["notes"]
+    assert "no automatic rollback" in hosts["jetson-a1"]["notes"][0]
+    table = fleetctl("os", "plan", "--to", "36.4.4", *common, "--limit", "jetson-b4")
+    assert "blocked" in table.stdout and "reflash" in table.stdout
