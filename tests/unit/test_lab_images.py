@@ -27,7 +27,8 @@ def test_image_list_has_jetson_containers_tags_and_bad_releases() -> None:
     images = {i.tag: i for i in load_images()}
     assert {"0.6.8-r36.4.0-cu126-22.04", "r35.4.1",
             "0.23.0-r36.4.tegra-aarch64-cu126-22.04"} <= set(images)
-    assert {i.mode for i in images.values()} == {"ok", "broken", "crash"}
+    assert {i.mode for i in images.values()} == {"ok", "broken", "crash", "slow", "errors",
+                                                 "leak"}
     assert images["0.23.0-r36.4.tegra-aarch64-cu126-22.04"].arches == ["arm64"]
     assert images["0.6.8-r36.4.0-cu126-22.04"].arches == [machine_arch()]
     assert images["0.6.9"].arches == [machine_arch(), "arm64"]  # a manifest list
