@@ -1,5 +1,6 @@
 """``fleetctl os plan`` on the lab's Jetsons: each one's way to R36.4.4, read from its
-apt source, nvbootctrl, ESRT and root filesystem, and its ollama planned again."""
+apt source, nvbootctrl, ESRT and root filesystem, and its ollama planned again (the
+other outcomes of that, another version or blocked, are unit-tested)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from ..conftest import Lab, fleetctl
 
 def test_each_jetson_s_way_to_r36_4_4(lab: Lab, tmp_path: Path) -> None:
     common = ["-i", lab.status["inventory"], "--state-dir", str(tmp_path)]
-    fleetctl("deploy", "ollama:0.4.0", *common, "--limit", "jetson-a3", "--steps", "100%",
-             "--allow-downgrade", "--yes")       # only an R35 image of 0.4.0 exists
+    fleetctl("deploy", "ollama:0.6.8", *common, "--limit", "jetson-a3", "--steps", "100%",
+             "--allow-downgrade", "--yes")       # its R35 image; 0.6.8 has an R36.4 one too
     result = fleetctl("os", "plan", "--to", "36.4.4", *common, "--limit",
                       "factory-a:factory-b", "--format", "json")
     hosts = {h["host"]: h for h in json.loads(result.stdout)["hosts"]}
@@ -28,8 +29,7 @@ def test_each_jetson_s_way_to_r36_4_4(lab: Lab, tmp_path: Path) -> None:
     assert hosts["jetson-a4"]["reasons"] == [
         "JetPack 4 (R32) cannot be updated over the air to JetPack 5 or 6: reflash"]
     assert hosts["jetson-a3"]["notes"][0] == "rollback: back to slot A and R35.6.0"
-    assert "ollama 0.4.0 has no image for R36.4.4: it then moves to 0.23.0 " \
-           "(0.23.0-r36.4.tegra-x86_64-cu126-22.04)" in hosts["jetson-a3"]["notes"]
+    assert "ollama 0.6.8 then runs 0.6.8-r36.4.0-cu126-22.04" in hosts["jetson-a3"]["notes"]
     assert "no automatic rollback" in hosts["jetson-a1"]["notes"][0]
     table = fleetctl("os", "plan", "--to", "36.4.4", *common, "--limit", "jetson-b4")
     assert "blocked" in table.stdout and "reflash" in table.stdout

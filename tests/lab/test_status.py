@@ -27,7 +27,7 @@ def test_status_after_a_deploy(lab: Lab, tmp_path: Path) -> None:
     a1, b1 = json.loads(as_json.stdout)
     assert (a1["host"], a1["reachable"], b1["reachable"]) == ("jetson-a1", True, False)
     assert b1["error"].startswith("refused")
-    [app] = a1["apps"]
+    app = next(a for a in a1["apps"] if a["package"] == "ollama")   # others may run too
     assert (app["package"], app["version"], app["state"], app["health"]) == \
         ("ollama", "0.7.0", "running", "healthy")
     assert app["digest"] == lab.status["registry"]["images"][
@@ -35,10 +35,10 @@ def test_status_after_a_deploy(lab: Lab, tmp_path: Path) -> None:
     assert app["check_status"] == 200 and app["restarts"] == 0
     assert a1["tegrastats"]["ram_total_mb"] == 7620        # the Orin Nano's, from tegrastats
     assert "jetson-a1" in table.stdout and "unreachable: refused" in table.stdout
-    samples = {(s.name, s.labels.get("host")): s.value
+    samples = {(s.name, s.labels.get("host"), s.labels.get("package")): s.value
                for family in text_string_to_metric_families(metrics.stdout)
                for s in family.samples}
-    assert samples[("fleetctl_host_up", "jetson-a1")] == 1
-    assert samples[("fleetctl_host_up", "jetson-b1")] == 0
-    assert samples[("fleetctl_app_healthy", "jetson-a1")] == 1
-    assert samples[("fleetctl_device_ram_total_bytes", "jetson-a1")] == 7620 * 2**20
+    assert samples[("fleetctl_host_up", "jetson-a1", None)] == 1
+    assert samples[("fleetctl_host_up", "jetson-b1", None)] == 0
+    assert samples[("fleetctl_app_healthy", "jetson-a1", "ollama")] == 1
+    assert samples[("fleetctl_device_ram_total_bytes", "jetson-a1", None)] == 7620 * 2**20
