@@ -190,6 +190,22 @@ def test_a_host_lost_after_activate_stops_the_rollout(tmp_path: Path) -> None:
     assert fleet.runs() == {"h1": "new", "h2": "new", "h3": "new"}
 
 
+def test_a_host_lost_while_reverting_is_reverted_on_resume(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path, 3)
+    device = fleet.devices["h1"]
+    device.unhealthy.add(NEW.rpartition("@")[2])
+    device.drop_after = "switch"                 # the old release is back, then the link goes
+    record = fleet.deploy(steps=["1", "100%"])
+    assert record.status == "incomplete" and "h1 (app reverting)" in record.message
+    assert fleet.phases(record)["h1"] == "reverting" and fleet.runs()["h1"] == "old"
+    device.drop_after = None
+    resumed = rollout.resume(fleet.ctx, record.id)
+    assert resumed.status == "failed"            # the revert is finished, the policy judges
+    assert fleet.phases(resumed) == {"h1": "reverted", "h2": "cancelled", "h3": "cancelled"}
+    assert fleet.runs() == {"h1": "old", "h2": "old", "h3": "old"}
+    assert device.lock is None and "result=reverted" in device.audit[-1]
+
+
 def test_resume_is_refused_on_a_finished_rollout(tmp_path: Path) -> None:
     fleet = Fleet(tmp_path, 2)
     record = fleet.deploy()
