@@ -199,7 +199,11 @@ def test_a_host_lost_while_reverting_is_reverted_on_resume(tmp_path: Path) -> No
     assert record.status == "incomplete" and "h1 (app reverting)" in record.message
     assert fleet.phases(record)["h1"] == "reverting" and fleet.runs()["h1"] == "old"
     device.drop_after = None
+    before = fleet.clock.now
     resumed = rollout.resume(fleet.ctx, record.id)
+    # resume goes on with the revert (the old release's gate, about 2 s), not the new
+    # release's gate again (it would wait out its 10 s timeout first)
+    assert fleet.clock.now - before <= 4
     assert resumed.status == "failed"            # the revert is finished, the policy judges
     assert fleet.phases(resumed) == {"h1": "reverted", "h2": "cancelled", "h3": "cancelled"}
     assert fleet.runs() == {"h1": "old", "h2": "old", "h3": "old"}
