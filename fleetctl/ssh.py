@@ -122,6 +122,16 @@ class KnownHosts:
         return keys or None
 
 
+def known_host_lines(target: Target, files: tuple[str, ...]) -> str:
+    """The known_hosts lines of ``target`` alone (its keys found in ``files`` and the
+    target's own), for a process that needs only this host's: a few lines to read rather
+    than the whole fleet's file."""
+    name = _host_key_name(target.address, target.port)
+    found = _load_known_hosts(tuple(dict.fromkeys((*target.known_hosts, *files)))).lookup(name)
+    return "".join(f"{name} {key.get_name()} {key.get_base64()}\n"
+                   for keys in (found or {}).values() for key in keys)
+
+
 @functools.lru_cache(maxsize=64)
 def _load_known_hosts(files: tuple[str, ...]) -> KnownHosts:
     """Keys from each file (a missing file knows no host, as with OpenSSH); a file that

@@ -2,8 +2,10 @@
 
 pytest-testinfra runs in child processes (:mod:`.testworker`), never in the
 controller's, with an ssh_config written from the inventory: the host's address, port,
-user and key and its known_hosts files, so the tests reach the host as fleetctl does and
-verify its key the same way (the same file works for OpenSSH, to run the tests by hand).
+user and key, and a known_hosts file of this host's keys taken from its known_hosts
+files, so the tests reach the host as fleetctl does and verify its key the same way (the
+same file works for OpenSSH, to run the tests by hand), and a child never reads the
+fleet's whole known_hosts.
 The tests learn what was deployed from ``FLEETCTL_*`` environment variables.
 
 What a gate costs the controller is mostly start-up: a Python with pytest and testinfra
@@ -28,22 +30,22 @@ from pathlib import Path
 from typing import Any
 
 from fleetctl.inventory.targets import Target
+from fleetctl.ssh import known_host_lines
 
 ALIAS = "fleetctl-target"
 #: all a package's tests get of the controller's environment (its secrets stay behind)
 PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
-def ssh_config(target: Target, known_hosts: tuple[str, ...]) -> str:
-    """An ssh_config that reaches ``target`` as :data:`ALIAS`, host key verified."""
+def ssh_config(target: Target, known_hosts: Path) -> str:
+    """An ssh_config that reaches ``target`` as :data:`ALIAS`, its key verified against
+    ``known_hosts`` (the file of this host's keys, :func:`fleetctl.ssh.known_host_lines`)."""
     lines = [f"Host {ALIAS}", f"  HostName {target.address}", f"  Port {target.port}",
              f"  User {target.user}", "  BatchMode yes", "  StrictHostKeyChecking yes",
              "  LogLevel ERROR"]
     if target.key_file:
         lines += [f"  IdentityFile {target.key_file}", "  IdentitiesOnly yes"]
-    files = [f for f in dict.fromkeys((*target.known_hosts, *known_hosts)) if Path(f).exists()]
-    if files:
-        lines.append("  UserKnownHostsFile " + " ".join(files))
+    lines.append(f"  UserKnownHostsFile {known_hosts}")
     return "\n".join(lines) + "\n"
 
 
@@ -102,8 +104,10 @@ class TestPool:
         answers: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         request_id = secrets.token_hex(8)   # a test cannot answer for another host's
         with tempfile.TemporaryDirectory(prefix="fleetctl-testinfra-") as home:
+            known = Path(home) / "known_hosts"
+            known.write_text(known_host_lines(tests.target, tests.known_hosts))
             config = Path(home) / "ssh_config"
-            config.write_text(ssh_config(tests.target, tests.known_hosts))
+            config.write_text(ssh_config(tests.target, known))
             folder = tests.files[0].resolve().parent   # node ids relative to the package
             request = {"id": request_id, "files": [str(f.resolve()) for f in tests.files],
                        "folder": str(folder), "ssh_config": str(config), "home": home,

@@ -3,11 +3,13 @@ a TestPool: their summaries, their environment, a fresh import per host, a timeo
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from fleetctl.inventory.targets import Target
 from fleetctl.rollout import testworker
 from fleetctl.rollout.hosttests import ALIAS, HostTests, TestPool, ssh_config
+from fleetctl.ssh import known_host_lines
 
 NOWHERE = Target("h", "127.0.0.1", port=1)      # no test here uses the host fixture
 
@@ -53,16 +55,37 @@ def test_summary_when_pytest_did_not_run(tmp_path: Path) -> None:
                                         f"not found: {tmp_path / 'test_missing.py'}")
 
 
-def test_ssh_config_verifies_the_host_key(tmp_path: Path) -> None:
-    known = tmp_path / "known_hosts"
-    known.write_text("127.0.1.1 ssh-ed25519 AAAA\n")
+def test_ssh_config_verifies_the_host_key_against_its_own_lines(tmp_path: Path) -> None:
+    import paramiko
+
+    mine, other, rotated = (paramiko.Ed25519Key(data=_ed25519(n)) for n in (1, 2, 3))
+    fleet = tmp_path / "known_hosts"
+    hashed = paramiko.HostKeys.hash_host("[127.0.1.1]:2222")
+    fleet.write_text(f"[127.0.1.1]:2222 ssh-ed25519 {mine.get_base64()}\n"
+                     f"127.0.1.9 ssh-ed25519 {other.get_base64()}\n"
+                     f"{hashed} ssh-ed25519 {rotated.get_base64()}\n")
     target = Target("jetson-a1", "127.0.1.1", 2222, "ubuntu", "/keys/id_ed25519",
-                    (str(known), str(tmp_path / "missing")))
-    config = ssh_config(target, (str(known),)).splitlines()
+                    (str(fleet), str(tmp_path / "missing")))
+    lines = known_host_lines(target, (str(fleet),))
+    assert lines == (f"[127.0.1.1]:2222 ssh-ed25519 {mine.get_base64()}\n"
+                     f"[127.0.1.1]:2222 ssh-ed25519 {rotated.get_base64()}\n")
+    assert known_host_lines(replace(target, address="127.0.1.2"), (str(fleet),)) == ""
+    config = ssh_config(target, tmp_path / "mine").splitlines()
     assert config[0] == f"Host {ALIAS}"
     assert {"  HostName 127.0.1.1", "  Port 2222", "  User ubuntu", "  BatchMode yes",
-            "  StrictHostKeyChecking yes", "  IdentityFile /keys/id_ed25519"} <= set(config)
-    assert f"  UserKnownHostsFile {known}" in config     # files that exist, once each
+            "  StrictHostKeyChecking yes", "  IdentityFile /keys/id_ed25519",
+            f"  UserKnownHostsFile {tmp_path / 'mine'}"} <= set(config)
+
+
+def _ed25519(n: int) -> bytes:
+    """A real Ed25519 public key blob (ssh wire format), made from seed ``n``."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.from_private_bytes(bytes([n]) * 32).public_key()
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    name = b"ssh-ed25519"
+    return len(name).to_bytes(4, "big") + name + len(raw).to_bytes(4, "big") + raw
 
 
 def test_package_tests_get_no_controller_secrets_and_an_unknown_version(
