@@ -12,10 +12,14 @@ from ..conftest import Lab, fleetctl
 
 def test_each_jetson_s_way_to_r36_4_4(lab: Lab, tmp_path: Path) -> None:
     common = ["-i", lab.status["inventory"], "--state-dir", str(tmp_path)]
-    fleetctl("deploy", "ollama:0.6.8", *common, "--limit", "jetson-a3", "--steps", "100%",
-             "--allow-downgrade", "--yes")       # its R35 image; 0.6.8 has an R36.4 one too
-    result = fleetctl("os", "plan", "--to", "36.4.4", *common, "--limit",
-                      "factory-a:factory-b", "--format", "json")
+    deployed = fleetctl("deploy", "ollama:0.6.8", *common, "--limit", "jetson-a3", "--steps",
+                        "100%", "--allow-downgrade", "--yes", "--json")   # its R35 image
+    try:
+        result = fleetctl("os", "plan", "--to", "36.4.4", *common, "--limit",
+                          "factory-a:factory-b", "--format", "json")
+        table = fleetctl("os", "plan", "--to", "36.4.4", *common, "--limit", "jetson-b4")
+    finally:        # the Xavier back as it was: other tests plan a first install there
+        fleetctl("rollback", json.loads(deployed.stdout)["id"], *common)
     hosts = {h["host"]: h for h in json.loads(result.stdout)["hosts"]}
     assert {h: p["path"] for h, p in hosts.items()} == {
         "jetson-a1": "apt", "jetson-a2": "apt", "jetson-a3": "image", "jetson-a4": "blocked",
@@ -31,5 +35,4 @@ def test_each_jetson_s_way_to_r36_4_4(lab: Lab, tmp_path: Path) -> None:
     assert hosts["jetson-a3"]["notes"][0] == "rollback: back to slot A and R35.6.0"
     assert "ollama 0.6.8 then runs 0.6.8-r36.4.0-cu126-22.04" in hosts["jetson-a3"]["notes"]
     assert "no automatic rollback" in hosts["jetson-a1"]["notes"][0]
-    table = fleetctl("os", "plan", "--to", "36.4.4", *common, "--limit", "jetson-b4")
     assert "blocked" in table.stdout and "reflash" in table.stdout
