@@ -132,14 +132,27 @@ def known_host_lines(target: Target, files: tuple[str, ...]) -> str:
                    for keys in (found or {}).values() for key in keys)
 
 
-@functools.lru_cache(maxsize=64)
 def _load_known_hosts(files: tuple[str, ...]) -> KnownHosts:
     """Keys from each file (a missing file knows no host, as with OpenSSH); a file that
-    cannot be read, or lines that are not host keys, are kept as problems to report."""
+    cannot be read, or lines that are not host keys, are kept as problems to report.
+    Read again whenever a file changed (its size or modification time): a long-lived
+    process must see keys added or replaced since."""
+    stamps = []
+    for path in files:
+        try:
+            info = os.stat(os.path.expanduser(path))
+            stamps.append((path, info.st_mtime_ns, info.st_size))
+        except OSError:
+            stamps.append((path, None, None))
+    return _read_known_hosts(tuple(stamps))
+
+
+@functools.lru_cache(maxsize=64)
+def _read_known_hosts(stamps: tuple[tuple[str, int | None, int | None], ...]) -> KnownHosts:
     plain: dict[str, dict[str, list[paramiko.PKey]]] = {}
     hashed: list[tuple[str, paramiko.PKey]] = []
     problems = []
-    for path in files:
+    for path, _, _ in stamps:
         try:
             text = Path(os.path.expanduser(path)).read_text()
         except FileNotFoundError:
@@ -241,7 +254,7 @@ def _record(path: Path, name: str, key: paramiko.PKey) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         f.write(f"{name} {key.get_name()} {key.get_base64()}\n")
-    _load_known_hosts.cache_clear()
+    _read_known_hosts.cache_clear()     # the same size and mtime cannot hide the new line
 
 
 class Connection:

@@ -46,3 +46,20 @@ def test_lines_that_are_not_host_keys_are_named(tmp_path: Path) -> None:
     keys = _load_known_hosts((str(known),))
     assert keys.problems == (f"{known}: 2 line(s) are not host keys",)
     assert keys.lookup("10.0.0.1") is not None
+
+
+def test_a_changed_file_is_read_again(tmp_path: Path) -> None:
+    """A long-lived process (a dashboard, the test suite around a lab that was rebuilt)
+    sees a host's new key once the file changes."""
+    import os
+
+    import paramiko
+
+    known = tmp_path / "known_hosts"
+    old, new = paramiko.RSAKey.generate(1024), paramiko.RSAKey.generate(1024)
+    known.write_text(f"10.0.0.5 ssh-rsa {old.get_base64()}\n")
+    assert _load_known_hosts((str(known),)).lookup("10.0.0.5")["ssh-rsa"] == [old]
+    known.write_text(f"10.0.0.5 ssh-rsa {new.get_base64()}\n")
+    stat = known.stat()
+    os.utime(known, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert _load_known_hosts((str(known),)).lookup("10.0.0.5")["ssh-rsa"] == [new]
