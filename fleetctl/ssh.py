@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
 import paramiko
 
@@ -303,21 +304,25 @@ class Connection:
         return Result(stdout.decode(errors="replace"), stderr.decode(errors="replace"), status,
                       time.monotonic() - start)
 
-    def http_get(self, host: str, port: int, path: str, timeout: float = 5.0) -> tuple[int, str]:
-        """GET ``http://host:port/path`` as seen from the host: (status, body start).
+    def http_get(self, url: str, timeout: float = 5.0) -> tuple[int, str]:
+        """GET an ``http://`` URL as seen from the host: (status, body start).
 
         Status 0 means no answer (refused, reset or timed out), with the reason as body.
         """
-        answer = self.http_request("GET", host, port, path, timeout=timeout, limit=65536)
+        answer = self.http_request("GET", url, timeout=timeout, limit=65536)
         return answer.status, answer.reason if answer.status == 0 else \
             answer.body[:500].decode(errors="replace")
 
-    def http_request(self, method: str, host: str, port: int, path: str, *,
+    def http_request(self, method: str, url: str, *,
                      body: bytes = b"", headers: tuple[tuple[str, str], ...] = (),
                      timeout: float = 5.0, limit: int = 65536) -> HTTPAnswer:
-        """One HTTP/1.1 request to ``host:port`` as seen from the host, through an SSH
-        channel (http.client does the protocol); at most ``limit`` bytes of body are
-        read. Status 0 means no answer or more than ``limit``, with the reason."""
+        """One HTTP/1.1 request to an ``http://`` URL as seen from the host (no host in
+        it: 127.0.0.1; no port: 80), through an SSH channel (http.client does the
+        protocol); at most ``limit`` bytes of body are read. Status 0 means no answer or
+        more than ``limit``, with the reason."""
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         start = time.monotonic()
         try:
             channel = self.transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0),

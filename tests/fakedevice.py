@@ -97,15 +97,13 @@ class FakeDevice:
             self.dropped = True
         return Result(out, "", 0)
 
-    def http_get(self, host: str, port: int, path: str, timeout: float = 5.0
-                 ) -> tuple[int, str]:
+    def http_get(self, url: str, timeout: float = 5.0) -> tuple[int, str]:
         self._alive()
         healthy = self.running and self._digest(self.running.image) not in self.unhealthy
         return (200, "{}") if healthy else (0, "connection refused")
 
-    def http_request(self, method: str, host: str, port: int, path: str, **_: object
-                     ) -> HTTPAnswer:
-        status, body = self.http_get(host, port, path)
+    def http_request(self, method: str, url: str, **_: object) -> HTTPAnswer:
+        status, body = self.http_get(url)
         self.requests += 1
         digest = self._digest(self.running.image) if self.running else ""
         return HTTPAnswer(status, body.encode(), self.latency.get(digest, 0.05))

@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
 
 from fleetctl import device
 from fleetctl.analysis.conditions import Values
@@ -85,14 +84,15 @@ class HostSubject:
 
     def send(self, metric: Metric) -> Request:
         assert metric.request is not None
-        answer = self._http(metric.request.method, self.urls[metric.name],
-                            metric.request.body.encode(), metric.request.headers,
-                            metric.request.timeout, ANSWER_LIMIT)
+        answer = self.conn.http_request(
+            metric.request.method, self.urls[metric.name], body=metric.request.body.encode(),
+            headers=metric.request.headers, timeout=metric.request.timeout,
+            limit=ANSWER_LIMIT)
         return Request(answer.seconds, 200 <= answer.status < 400)
 
     def scrape(self, metric: Metric) -> Scrape:
         url = self.urls[metric.name]
-        answer = self._http("GET", url, b"", (), 10.0, SCRAPE_LIMIT)
+        answer = self.conn.http_request("GET", url, timeout=10.0, limit=SCRAPE_LIMIT)
         if answer.status != 200:
             raise SampleError(f"GET {url}: {answer.status or answer.reason}")
         try:
@@ -133,19 +133,6 @@ class HostSubject:
         except QueryError as exc:
             raise SampleError(f"query: {exc}") from None
 
-    def _http(self, method: str, url: str, body: bytes, headers: tuple[tuple[str, str], ...],
-              timeout: float, limit: int):
-        parts = urlsplit(url)
-        path = parts.path or "/"
-        if parts.query:
-            path += f"?{parts.query}"
-        try:
-            return self.conn.http_request(method, parts.hostname or "127.0.0.1",
-                                          parts.port or 80, path, body=body, headers=headers,
-                                          timeout=timeout, limit=limit)
-        except SSHFailure as exc:
-            raise SampleError(f"{method} {url}: {exc}") from None
-
 
 @dataclass
 class _State:
@@ -175,7 +162,7 @@ def analyse(analysis: Analysis, canary: Subject, baselines: list[Subject], *,
     stop = threading.Event()
     runs = fan_out(partial(_run_metric, [canary, *baselines], sleep, clock, fan_out, stop),
                    list(analysis.metrics))
-    return verdict(analysis, runs, [b.name for b in baselines])
+    return verdict(runs, [b.name for b in baselines])
 
 
 def _run_metric(subjects: list[Subject], sleep: Callable[[float], None],

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetctl.analysis.conditions import Condition, Values, evaluate, explain, missing
-from fleetctl.analysis.spec import Analysis, Metric
+from fleetctl.analysis.spec import Metric
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class Verdict:
                 "measurements": self.measurements}
 
 
-def verdict(analysis: Analysis, runs: list[MetricRun], baseline_hosts: list[str]) -> Verdict:
+def verdict(runs: list[MetricRun], baseline_hosts: list[str]) -> Verdict:
     """The analysis' outcome from its metrics' runs."""
     measurements = {r.metric.name: [{"outcome": j.outcome, "detail": j.detail,
                                      "samples": j.samples} for j in r.judged] for r in runs}

@@ -73,6 +73,19 @@ class RenderContext:
     facts: dict[str, Any]
     vars: dict[str, Any]
 
+    @classmethod
+    def for_host(cls, package: Package, host: str, host_vars: dict[str, Any], release: str,
+                 version: str | None = None, image: str | None = None,
+                 facts: dict[str, Any] | None = None,
+                 package_vars: dict[str, Any] | None = None) -> RenderContext:
+        """Template values for one release of ``package`` on ``host``: its
+        ``fleetctl_service_address`` (default all addresses), its inventory vars and the
+        playbook's vars for the package over them."""
+        return cls(package=package, version=version or "", image=image or "",
+                   release=release, host=host,
+                   service_address=str(host_vars.get("fleetctl_service_address", "0.0.0.0")),
+                   facts=facts or {}, vars={**host_vars, **(package_vars or {})})
+
     def as_dict(self) -> dict[str, Any]:
         cuda = self.facts.get("cuda") or ""
         return {

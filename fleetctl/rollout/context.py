@@ -193,10 +193,5 @@ def render_context(ctx: Context, package: Package, host: str, release: str,
                    image: str | None = None) -> RenderContext:
     """Template values for one release of ``package`` on ``host`` (the image only
     matters when rendering a compose file; checks need the rest)."""
-    host_vars = ctx.hosts[host].vars
-    return RenderContext(package=package, version=version or "", image=image or "",
-                         release=release, host=host,
-                         service_address=str(host_vars.get("fleetctl_service_address",
-                                                           "0.0.0.0")),
-                         facts=facts.to_json(),
-                         vars={**host_vars, **ctx.package_vars.get(package.name, {})})
+    return RenderContext.for_host(package, host, ctx.hosts[host].vars, release, version, image,
+                                  facts.to_json(), ctx.package_vars.get(package.name))

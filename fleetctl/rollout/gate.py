@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from fleetctl import device
 from fleetctl.catalog.compose import RenderContext, render_text
@@ -44,7 +43,7 @@ def gate(conn: Connection, package: Package, release: str, render: RenderContext
     limit = health.start_period + (timeout if timeout is not None else health.timeout)
     deadline = clock() + limit
     streak, problem = 0, "not checked yet"
-    url = urlsplit(render_text(render, health.http)) if health.http else None
+    url = render_text(render, health.http) if health.http else None
     while True:
         # checks start every interval, however long one takes (as Kubernetes probes)
         next_check = clock() + health.interval
@@ -65,10 +64,8 @@ def gate(conn: Connection, package: Package, release: str, render: RenderContext
         elif any(c.state != "running" for c in states):
             problem = f"container {states[0].state}"
         elif url is not None:
-            status, body = conn.http_get(url.hostname or "127.0.0.1", url.port or 80,
-                                         url.path or "/", timeout=5)
-            problem = None if 200 <= status < 300 else \
-                f"GET {url.geturl()}: {status or body}"
+            status, body = conn.http_get(url, timeout=5)
+            problem = None if 200 <= status < 300 else f"GET {url}: {status or body}"
         elif health.command:
             ok, output = device.run_check(conn, package.name, health.command)
             problem = None if ok else f"{health.command}: {output}"
@@ -78,7 +75,7 @@ def gate(conn: Connection, package: Package, release: str, render: RenderContext
         # the package's check counts while Docker's own still starts, but the gate
         # passes only once Docker has called the containers healthy too
         if streak >= health.retries and not starting:
-            detail = (f"{url.geturl()} answered" if url else "running") + \
+            detail = (f"{url} answered" if url else "running") + \
                 f" {streak} times in a row"
             if tests is None:
                 return True, detail

@@ -6,12 +6,10 @@ and the health checks over it; an unreachable host is marked with when it was la
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from fleetctl.catalog.compose import RenderContext, render_text
 from fleetctl.catalog.packages import Catalog
@@ -121,11 +119,7 @@ def _app(conn: Connection, host: Host, catalog: Catalog, c: AppContainer) -> App
     package = catalog.packages.get(c.package)
     if package is None or not package.health.http or c.state != "running":
         return AppStatus(c)
-    render = RenderContext(package, c.version, "", c.release, host.name,
-                           str(host.vars.get("fleetctl_service_address", "0.0.0.0")), {},
-                           dict(host.vars))
-    url = urlsplit(render_text(render, package.health.http))
-    start = time.monotonic()
-    answer = conn.http_request("GET", url.hostname or "127.0.0.1", url.port or 80,
-                               url.path or "/", timeout=5, limit=65536)
-    return AppStatus(c, answer.status, (time.monotonic() - start) * 1000)
+    render = RenderContext.for_host(package, host.name, host.vars, c.release, c.version)
+    answer = conn.http_request("GET", render_text(render, package.health.http), timeout=5,
+                               limit=65536)
+    return AppStatus(c, answer.status, answer.seconds * 1000)

@@ -35,7 +35,7 @@ class FakeDevice:
             "healthy" if self.clock() >= self.docker_healthy_at else "starting"
         return Result(f"/ollama-1|running|{health}|{self.restarts}|r1\n", "", 0)
 
-    def http_get(self, host: str, port: int, path: str, timeout: float = 5.0):
+    def http_get(self, url: str, timeout: float = 5.0):
         self.gets += 1
         return (200, "{}") if self.clock() >= self.healthy_at else (0, "refused")
 
