@@ -103,7 +103,8 @@ def lab_fault(
     host: Annotated[str, typer.Argument(help="Lab host name.")],
     kind: Annotated[str, typer.Argument(
         help="sshd-down, hang, unreachable, dockerd-down, disk-full, slow-link, "
-             "gpu-saturated or memory-exhausted (what tegrastats reports).")],
+             "gpu-saturated or memory-exhausted (what tegrastats reports), "
+             "dpkg-interrupted, reboot-hangs or capsule-not-applied (OS updates).")],
     delay_ms: Annotated[float, typer.Option(help="slow-link: delay each way, in ms.")] = 100,
     kbps: Annotated[float, typer.Option(help="slow-link: bandwidth cap in kbit/s (0: none).")
                     ] = 0,
@@ -132,3 +133,16 @@ def lab_heal(host: Annotated[str, typer.Argument(help="Lab host name.")]) -> Non
     result = client.request(_lab_paths(), "heal", host=host)
     out.print(f"{result['name']}: {result['state']}")
 
+
+
+@lab_app.command("reflash")
+def lab_reflash(host: Annotated[str, typer.Argument(help="Lab host name.")]) -> None:
+    """Put a lab host back as its spec describes it, as a reflash would: its disk,
+    release and firmware rewritten, a new host key (the lab's known_hosts follows).
+
+    Example: fleetctl lab reflash jetson-c1
+    """
+    from fleetctl.lab import client
+
+    result = client.request(_lab_paths(), "reflash", host=host)
+    out.print(f"{result['name']}: {result['state']}, L4T {result['l4t'] or '-'}")

@@ -1,8 +1,10 @@
 # Lab stand-in for NVIDIA's nvbootctrl (the lab writes VERSION and UNIFIED above this
-# line): the boot slots of a host whose rootfs A/B is enabled, in nvbootctrl's output
-# format and exit codes. State lives in /etc/fleetlab/slots (current, active, capsule,
+# line; the firmware's version in the ESRT wins): the boot slots of a host whose rootfs
+# A/B is enabled, in nvbootctrl's output format and exit codes. State lives in /etc/fleetlab/slots (current, active, capsule,
 # each slot's status), so a lab fault or a simulated update can change it.
 STATE=/etc/fleetlab/slots
+fw=$(cat /sys/firmware/efi/esrt/entries/entry0/fw_version 2>/dev/null)
+case "$fw" in ''|*[!0-9]*) ;; *) VERSION="$((fw >> 16)).$(((fw >> 8) & 255)).$((fw & 255))" ;; esac
 current=A active=A capsule=0 slot0=normal slot1=normal
 [ -r "$STATE" ] && . "$STATE"
 [ "$1" = "-t" ] && shift 2           # -t rootfs|bootloader: the same slots here

@@ -8,6 +8,9 @@
 - ``slow-link``: sshd moves behind a proxy that delays and caps the link.
 - ``gpu-saturated``, ``memory-exhausted``: the host's tegrastats reports GR3D_FREQ 99%,
   or RAM 40 MB short of the total.
+- ``dpkg-interrupted``: the next ``nvidia-l4t-kernel`` configure kills dpkg halfway.
+- ``reboot-hangs``: the next reboot never comes back (``heal`` powers the host on).
+- ``capsule-not-applied``: reboots leave the firmware as it was, status 6162.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ import sys
 
 from fleetctl.errors import InputError, LabError
 from fleetctl.lab.host import SSH_INNER_PORT, SSH_PORT, LabHost
-from fleetctl.lab.system import Cgroup, run, spawn, stop
+from fleetctl.lab.system import Cgroup, alive, run, spawn, stop
 
 KINDS = ("sshd-down", "hang", "unreachable", "dockerd-down", "disk-full", "slow-link",
-         "gpu-saturated", "memory-exhausted")
-#: faults that tegrastats reads from the host's /run/fleetlab
-TEGRASTATS_FAULTS = ("gpu-saturated", "memory-exhausted")
+         "gpu-saturated", "memory-exhausted", "dpkg-interrupted", "reboot-hangs",
+         "capsule-not-applied")
+#: faults that the host's own tools (tegrastats, the L4T packages) read in /run/fleetlab
+MARKER_FAULTS = ("gpu-saturated", "memory-exhausted", "dpkg-interrupted")
+#: faults of a Jetson's firmware and L4T packages
+JETSON_FAULTS = (*MARKER_FAULTS, "reboot-hangs", "capsule-not-applied")
 NFT_TABLE = "fleetlab"
 FILL_FILE = "docker/.fleetlab-fill"
 
@@ -34,6 +40,8 @@ def inject(host: LabHost, kind: str, params: dict) -> None:
         return
     if kind == "dockerd-down" and not host.spec.docker:
         raise InputError(f"{host.spec.name} has no Docker engine; dockerd-down does not apply")
+    if kind in JETSON_FAULTS and not host.spec.nv_tegra_release:
+        raise InputError(f"{host.spec.name} is not a Jetson; {kind} does not apply")
     if kind == "sshd-down":
         stop(host.state.sshd)
         host.state.sshd = None
@@ -47,10 +55,7 @@ def inject(host: LabHost, kind: str, params: dict) -> None:
         _fill(host)
     elif kind == "slow-link":
         _slow_link(host, params)
-    elif kind in TEGRASTATS_FAULTS:
-        if not host.spec.nv_tegra_release:
-            raise InputError(f"{host.spec.name} is not a Jetson (no tegrastats); {kind} "
-                             f"does not apply")
+    if kind in MARKER_FAULTS:
         run(host.nsenter("sh", "-c", f"mkdir -p /run/fleetlab && touch /run/fleetlab/{kind}"))
     host.state.faults[kind] = dict(params)
 
@@ -85,9 +90,12 @@ def heal(host: LabHost) -> list[str]:
         (host.disk / FILL_FILE).unlink(missing_ok=True)
     if "dockerd-down" in faults:
         host.start_dockerd()
-    for kind in TEGRASTATS_FAULTS:
-        if kind in faults:
+    for kind in MARKER_FAULTS:
+        if kind in faults and alive(host.state.anchor):
             run(host.nsenter("rm", "-f", f"/run/fleetlab/{kind}"))
+    if "reboot-hangs" in faults and host.state.rebooting:
+        faults.clear()
+        host.boot()
     if "slow-link" in faults:
         link = faults["slow-link"]
         stop(link.get("pid"))

@@ -25,13 +25,21 @@ overlay /etc etc
 overlay /opt opt
 overlay /usr/local usr_local
 overlay /var/lib var_lib
+overlay /var/cache var_cache
+overlay /var/log var_log
 if [ "$USRBIN_OVERLAY" = yes ]; then overlay /usr/bin usr_bin; fi
 
 for dir in root home tmp; do mount --bind "$DISK/$dir" "/$dir"; done
 mkdir -p /var/lib/docker
 mount --bind "$DISK/docker" /var/lib/docker
 mount --bind "$FILES/meminfo" /proc/meminfo
-if [ "$JETSON" = yes ]; then mount --bind "$FILES/fw" /sys/firmware; fi
+if [ "$JETSON" = yes ]; then
+    mount --bind "$FILES/fw" /sys/firmware
+    # the ESP (UEFI capsules) lies outside the root filesystem
+    mount -t tmpfs -o size=1m,mode=0755 "fleetlab-$NAME-boot" /boot
+    mkdir -p /boot/efi
+    if [ -d "$FILES/esp" ]; then mount --bind "$FILES/esp" /boot/efi; fi
+fi
 umount "$DISK" "$FILES"
 rmdir "$DISK" "$FILES"
 

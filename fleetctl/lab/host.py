@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fleetctl.errors import LabError
 from fleetctl.facts.jetson import module_from_compatible
+from fleetctl.lab.l4trepo import L4T_PACKAGES, apt_source, release_file, status_stanzas
 from fleetctl.lab.spec import HostSpec
 from fleetctl.lab.system import (
     CGROUP_ROOT,
@@ -49,22 +50,14 @@ AcceptEnv LANG LC_*
 Subsystem sftp /usr/lib/openssh/sftp-server
 """
 
-L4T_CORE_STANZA = """\
-Package: nvidia-l4t-core
-Status: install ok installed
-Priority: standard
-Section: misc
-Installed-Size: 4096
-Maintainer: NVIDIA Corporation
-Architecture: {arch}
-Source: nvidia-l4t-core
-Version: {version}
-Description: NVIDIA Core Package
- Core libraries and firmware of NVIDIA Jetson Linux (L4T).
-
-"""
-
+#: what the host's ``reboot`` writes; the lab reboots the host when it appears
+REBOOT_REQUEST = "/run/fleetlab-reboot"
 SSH_PORT = 22
+#: how long a lab host takes to come back after ``reboot``
+REBOOT_SECONDS = 1.0
+#: faults a reboot keeps (the others live in the host's processes or /run)
+PERSISTENT_FAULTS = ("unreachable", "disk-full", "slow-link", "reboot-hangs",
+                     "capsule-not-applied")
 #: where sshd listens while a slow-link proxy holds port 22
 SSH_INNER_PORT = 2222
 
@@ -78,6 +71,7 @@ class HostState:
     dockerd: int | None = None
     ssh_port: int = SSH_PORT
     faults: dict[str, dict] = field(default_factory=dict)
+    rebooting: bool = False
 
 
 class LabHost:
@@ -112,7 +106,7 @@ class LabHost:
         umount(self.disk)
         run(["mount", "-t", "tmpfs", "-o", f"size={spec.disk_bytes},mode=0755",
              f"fleetlab-{spec.name}", str(self.disk)])
-        for layer in ("etc", "opt", "usr_local", "var_lib", "usr_bin"):
+        for layer in ("etc", "opt", "usr_local", "var_lib", "var_cache", "var_log", "usr_bin"):
             (self.disk / layer / "upper").mkdir(parents=True)
             (self.disk / layer / "work").mkdir()
         for name, mode in (("root", 0o700), ("home", 0o755), ("tmp", 0o1777), ("docker", 0o711)):
@@ -133,14 +127,13 @@ class LabHost:
         dpkg.mkdir()
         status = Path("/var/lib/dpkg/status").read_text()
         if spec.nv_tegra_release:
-            release = spec.nv_tegra_release.rstrip("\n") + "\n"
-            if spec.l4t and spec.l4t.startswith("36."):
-                release += ("# KERNEL_VARIANT: oot\nTARGET_USERSPACE_LIB_DIR=nvidia\n"
-                            "TARGET_USERSPACE_LIB_DIR_PATH=usr/lib/aarch64-linux-gnu/nvidia\n")
-            (etc / "nv_tegra_release").write_text(release)
+            (etc / "nv_tegra_release").write_text(release_file(spec.nv_tegra_release))
             arch = run(["dpkg", "--print-architecture"]).stdout.decode().strip()
             status += "\n" if not status.endswith("\n\n") else ""
-            status += L4T_CORE_STANZA.format(arch=arch, version=spec.l4t_core_version)
+            status += status_stanzas(spec.nv_tegra_release, arch)
+            (dpkg / "info").mkdir()
+            for name in L4T_PACKAGES:
+                (dpkg / "info" / f"{name}.list").write_text("/.\n")
         (dpkg / "status").write_text(status)
         if spec.cuda:
             cuda = self.disk / "usr_local" / "upper" / "cuda"
@@ -160,6 +153,7 @@ class LabHost:
         if spec.nv_tegra_release:
             self._write_tegrastats()
             self._write_boot(etc)
+            self._write_reboot()
 
     def _write_boot(self, etc: Path) -> None:
         """What an OS update reads: NVIDIA's apt source at the host's release, the board
@@ -169,11 +163,7 @@ class LabHost:
         major, minor, revision = (int(p) for p in (spec.l4t or "0.0.0").split("."))
         family = module_from_compatible("\n".join(spec.compatible))["soc_family"]
         soc = {"orin": "t234", "xavier": "t194", "tx1-nano": "t210"}.get(family or "", "t234")
-        apt = etc / "apt" / "sources.list.d"
-        apt.mkdir(parents=True, exist_ok=True)
-        (apt / "nvidia-l4t-apt-source.list").write_text(
-            f"deb https://repo.download.nvidia.com/jetson/common r{major}.{minor} main\n"
-            f"deb https://repo.download.nvidia.com/jetson/{soc} r{major}.{minor} main\n")
+        self._write_apt(etc, soc)
         part = next((c.split(",")[-1] for c in spec.compatible if "p3" in c or "p2" in c),
                     "p0000-0000")
         board, sku = part.lstrip("p").split("-")[:2] if "-" in part else ("0000", "0000")
@@ -191,6 +181,35 @@ class LabHost:
             esrt.mkdir(parents=True, exist_ok=True)
             (esrt / "fw_version").write_text(f"{(major << 16) | (minor << 8) | revision}\n")
             (esrt / "last_attempt_status").write_text("0\n")
+            (self.dir / "esp" / "EFI").mkdir(parents=True, exist_ok=True)
+
+    def _write_apt(self, etc: Path, soc: str) -> None:
+        """apt on the host reads NVIDIA's source at the host's release (the lab's
+        repository, signed with its key) and nothing of the machine's sources; its
+        package lists start empty."""
+        apt = etc / "apt"
+        (apt / "sources.list.d").mkdir(parents=True, exist_ok=True)
+        (apt / "sources.list.d" / "nvidia-l4t-apt-source.list").write_text(
+            apt_source(self.spec.l4t or "", soc))
+        (apt / "sources.list").write_text("")
+        for name in os.listdir("/etc/apt/sources.list.d"):
+            if name != "nvidia-l4t-apt-source.list":   # a whiteout hides the machine's
+                os.mknod(apt / "sources.list.d" / name, 0o600 | 0o020000, os.makedev(0, 0))
+        (apt / "trusted.gpg.d").mkdir(exist_ok=True)
+        (apt / "trusted.gpg.d" / "jetson-ota-public.asc").write_text(
+            (self.paths.root / "apt" / "public.asc").read_text())
+        lists = self.disk / "var_lib" / "upper" / "apt" / "lists"
+        lists.mkdir(parents=True)
+        os.setxattr(lists, "trusted.overlay.opaque", b"y")
+
+    def _write_reboot(self) -> None:
+        """A ``reboot`` that asks the lab to restart the host (lab/lab.py watches for
+        it): the host's processes end, its firmware takes a staged capsule, it boots."""
+        path = self.disk / "usr_local" / "upper" / "sbin" / "reboot"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"#!/bin/sh\n# lab stand-in: the lab restarts this host\n"
+                        f"sync\ntouch {REBOOT_REQUEST}\n")
+        path.chmod(0o755)
 
     def _write_tegrastats(self) -> None:
         """A ``tegrastats`` in the host's /usr/local/bin that prints its module's line
@@ -316,6 +335,48 @@ class LabHost:
         """Kill every process of the host; the namespace and its mounts vanish with them."""
         self.cgroup.kill_all()
         self.state = HostState()
+
+    def reboot(self) -> None:
+        """What the host's ``reboot`` asks for: a clean shutdown (Docker stops its
+        containers), the firmware applying a staged capsule, a boot after
+        :data:`REBOOT_SECONDS`. With the ``reboot-hangs`` fault the host stays down;
+        ``capsule-not-applied`` leaves the firmware as it was, with status 6162."""
+        faults, port = self.state.faults, self.state.ssh_port
+        if self.spec.docker:
+            self.stop_dockerd()
+        self.stop()
+        # faults that live on the disk or outside the host outlast a reboot
+        self.state.faults = {k: v for k, v in faults.items() if k in PERSISTENT_FAULTS}
+        self.state.ssh_port, self.state.rebooting = port, True
+        if "reboot-hangs" in faults:
+            return
+        time.sleep(REBOOT_SECONDS)
+        self.boot()
+
+    def boot(self) -> None:
+        """Power on: the firmware takes a staged capsule, then the host starts."""
+        self._apply_capsule(failed="capsule-not-applied" in self.state.faults)
+        port = self.state.ssh_port
+        self.start()
+        if port != SSH_PORT:        # a slow link's proxy still holds port 22
+            stop(self.state.sshd)
+            self.start_sshd(port)
+        self.state.rebooting = False
+
+    def _apply_capsule(self, failed: bool) -> None:
+        """A capsule in the ESP becomes the firmware's version (ESRT), or, ``failed``,
+        leaves it and reports 6162 as the last attempt's status."""
+        capsule = self.dir / "esp" / "EFI" / "UpdateCapsule" / "TEGRA_BL.Cap"
+        if not capsule.exists():
+            return
+        esrt = self.dir / "fw" / "efi" / "esrt" / "entries" / "entry0"
+        major, minor, revision = (int(p) for p in capsule.read_text().split()[0].split("."))
+        if failed:
+            (esrt / "last_attempt_status").write_text("6162\n")
+        else:
+            (esrt / "fw_version").write_text(f"{(major << 16) | (minor << 8) | revision}\n")
+            (esrt / "last_attempt_status").write_text("0\n")
+        capsule.unlink()
 
     def destroy(self) -> None:
         """Stop the host and remove its cgroups, disk and directory."""

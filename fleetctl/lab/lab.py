@@ -10,16 +10,18 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
 
-from fleetctl.errors import InputError
+from fleetctl.errors import InputError, LabError
 from fleetctl.lab import faults
-from fleetctl.lab.host import LabHost
+from fleetctl.lab.host import REBOOT_REQUEST, LabHost
 from fleetctl.lab.images import load_images, push_images
+from fleetctl.lab.l4trepo import start_repo
 from fleetctl.lab.registry import REGISTRY_ADDR, REGISTRY_URL, start_registry, unpacked
 from fleetctl.lab.spec import HostSpec, LabSpec
 from fleetctl.lab.system import (
@@ -44,6 +46,7 @@ class Lab:
         self.paths = paths
         self.hosts: dict[str, LabHost] = {}
         self.registry_pid: int | None = None
+        self.apt_pid: int | None = None
         self.registry_blocked = False
         self.image_digests: dict[str, str] = {}
         self.lock = threading.Lock()
@@ -65,6 +68,7 @@ class Lab:
         images = load_images()
         self.image_digests = push_images(REGISTRY_URL, busybox, images)
         log(f"pushed {len(images)} images")
+        self.apt_pid = start_repo(paths)
 
         wanted = {h.name: h for h in spec.hosts}
         stale = [h for name, h in self.hosts.items()
@@ -75,10 +79,7 @@ class Lab:
             for host in stale:
                 del self.hosts[host.spec.name]
         new = [LabHost(s, paths) for name, s in wanted.items() if name not in self.hosts]
-        known_lines: dict[str, str] = {}
-        if paths.known_hosts.exists():
-            for line in paths.known_hosts.read_text().splitlines():
-                known_lines[line.split()[0]] = line
+        known_lines = self._known_lines()
         if new:
             log(f"creating {len(new)} hosts")
             for host, line in zip(new, self._each(new, lambda h: h.create(pubkey)), strict=True):
@@ -88,17 +89,61 @@ class Lab:
         if down:
             log(f"starting {len(down)} hosts")
             self._each(down, LabHost.start)
-        addresses = {h.spec.address for h in self.hosts.values()}
-        paths.known_hosts.write_text("".join(f"{line}\n" for a, line in sorted(known_lines.items())
-                                             if a in addresses))
+        self._write_known_hosts(known_lines)
         self._write_ssh_config()
         write_inventory(paths, [self.hosts[n].spec for n in wanted])
         self.save()
         return self.status()
 
+    def watch_reboots(self, interval: float = 0.2) -> None:
+        """Forever: reboot each host whose ``reboot`` asked for it (in its own thread)."""
+        while True:
+            time.sleep(interval)
+            for host in list(self.hosts.values()):
+                if (not host.state.rebooting and alive(host.state.anchor)
+                        and host.inside(REBOOT_REQUEST).exists()):
+                    host.state.rebooting = True
+                    threading.Thread(target=self._reboot, args=(host,), daemon=True).start()
+
+    def _reboot(self, host: LabHost) -> None:
+        try:
+            host.reboot()
+        except LabError as exc:
+            print(f"{host.spec.name}: reboot failed: {exc}", flush=True)
+        self.save()
+
     def _each(self, hosts: list[LabHost], action: Callable[[LabHost], object]) -> list:
         with ThreadPoolExecutor(PARALLEL) as pool:
             return list(pool.map(action, hosts))
+
+    def _known_lines(self) -> dict[str, str]:
+        """known_hosts lines by address."""
+        if not self.paths.known_hosts.exists():
+            return {}
+        return {line.split()[0]: line
+                for line in self.paths.known_hosts.read_text().splitlines() if line}
+
+    def _write_known_hosts(self, lines: dict[str, str]) -> None:
+        addresses = {h.spec.address for h in self.hosts.values()}
+        tmp = self.paths.known_hosts.with_suffix(".tmp")
+        tmp.write_text("".join(f"{line}\n" for a, line in sorted(lines.items())
+                               if a in addresses))
+        tmp.replace(self.paths.known_hosts)
+
+    def reflash(self, name: str) -> dict:
+        """Rebuild one host from its spec: a fresh disk at the spec's release and
+        firmware, a new host key in the lab's known_hosts."""
+        old = self.host(name)
+        old.destroy()
+        host = LabHost(old.spec, self.paths)
+        lines = self._known_lines()
+        lines[host.spec.address] = host.create(self.paths.client_key.with_suffix(".pub")
+                                               .read_text())
+        self.hosts[name] = host
+        host.start()
+        self._write_known_hosts(lines)
+        self.save()
+        return self.host_status(host)
 
     def _write_ssh_config(self) -> None:
         patterns = " ".join(sorted(h.spec.address for h in self.hosts.values()))
@@ -148,7 +193,9 @@ class Lab:
     def host_status(self, host: LabHost) -> dict:
         st = host.state
         running = alive(st.anchor)
-        if not running:
+        if st.rebooting:
+            state = "rebooting" if "reboot-hangs" not in st.faults or running else "hung"
+        elif not running:
             state = "stopped"
         elif st.faults:
             state = "faulted"
@@ -194,6 +241,7 @@ class Lab:
             host.cgroup.freeze(False)
         self._each([h for h in self.hosts.values() if h.spec.docker], LabHost.stop_dockerd)
         stop(self.registry_pid)
+        stop(self.apt_pid)
         teardown(self.paths)
         self.hosts.clear()
 

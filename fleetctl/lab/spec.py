@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from fleetctl.errors import InputError
-from fleetctl.facts.jetson import parse_nv_tegra_release, release_line_date
+from fleetctl.facts.jetson import parse_nv_tegra_release
+from fleetctl.lab.l4trepo import package_version
 from fleetctl.sizes import parse_size
 from fleetctl.yamlfile import Located, LocatedList, line_of, load_yaml
 
@@ -61,11 +62,7 @@ class HostSpec:
     @property
     def l4t_core_version(self) -> str | None:
         """The ``nvidia-l4t-core`` dpkg version: L4T plus the release date as a build stamp."""
-        if not self.nv_tegra_release:
-            return None
-        date = release_line_date(self.nv_tegra_release)
-        stamp = date.strftime("%Y%m%d%H%M%S") if date else "00000000000000"
-        return f"{self.l4t}-{stamp}"
+        return package_version(self.nv_tegra_release) if self.nv_tegra_release else None
 
 
 @dataclass(frozen=True)

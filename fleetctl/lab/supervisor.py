@@ -87,6 +87,8 @@ class _Handler(socketserver.StreamRequestHandler):
             return lab.fault(request["host"], request["kind"], request.get("params") or {})
         if op == "heal":
             return lab.heal(request["host"])
+        if op == "reflash":
+            return lab.reflash(request["host"])
         if op == "down":
             lab.down(log)
             self.server.finished = True
@@ -117,7 +119,9 @@ def worker() -> None:
     os.chdir("/")
     paths = LabPaths.default()
     paths.root.mkdir(parents=True, exist_ok=True)
-    server = _Server(paths.control_socket, Lab(paths))
+    lab = Lab(paths)
+    server = _Server(paths.control_socket, lab)
+    threading.Thread(target=lab.watch_reboots, daemon=True).start()
     print(f"fleetlab supervisor worker {os.getpid()} serving {paths.control_socket}", flush=True)
     server.serve_forever(poll_interval=0.2)
 

@@ -31,6 +31,9 @@ REQUIRED_BINARIES = {
     "nsenter": "util-linux",
     "nft": "nftables",
     "apt-get": "apt",
+    "apt-ftparchive": "apt-utils",
+    "gpg": "gnupg",
+    "dpkg-deb": "dpkg",
 }
 
 #: v1 controllers each lab host joins; pids lists every process, freezer hangs a host.
