@@ -227,3 +227,46 @@ def switch_to(conn: Connection, package: str, release: str | None, compose: str,
         _call(conn, package, "remove", CURRENT=flag)
     else:
         _call(conn, package, "switch", 300, REL=release, COMPOSE_CMD=compose, CURRENT=flag)
+
+
+# -- L4T (OS) updates --------------------------------------------------------------------------
+
+APT_TIMEOUT = 1800.0
+
+
+def apt_pin(target: str) -> str:
+    """The apt pin's version regex for the packages of L4T ``target``: ``36.4.3-…`` and
+    the kernel's ``5.15.148-tegra-36.4.3-…``."""
+    return "/(^|-)" + re.escape(target).replace("\\.", "[.]") + "-/"
+
+
+def stage_apt(conn: Connection, package: str, target: str) -> str:
+    """Point NVIDIA's apt source at the target's ``rXX.Y``, hold the ``nvidia-l4t-*``
+    packages at ``target``, ``apt-get update``, download the upgrade. Nothing installed;
+    on failure the source and pin are back as they were. Returns the version staged."""
+    major, minor = target.split(".")[:2]
+    out = _call(conn, package, "os_stage_apt", APT_TIMEOUT, DIST=f"r{major}.{minor}",
+                TARGET=target, PINV=apt_pin(target))
+    return out.strip().rpartition("staged ")[2]
+
+
+def unstage_apt(conn: Connection, package: str) -> None:
+    """Undo a stage that was not installed: the apt source and pin as they were."""
+    _call(conn, package, "os_unstage_apt", 300)
+
+
+def install_apt(conn: Connection, package: str, target: str) -> str:
+    """``apt-get dist-upgrade`` what was staged; StepFailed unless dpkg ends clean with
+    ``nvidia-l4t-core`` at ``target``. Returns the version installed."""
+    out = _call(conn, package, "os_install_apt", APT_TIMEOUT, TARGET=target)
+    return out.strip().rpartition("installed ")[2]
+
+
+def reboot(conn: Connection, package: str) -> None:
+    """Mark /run and reboot the host a second after this step answers."""
+    _call(conn, package, "os_reboot")
+
+
+def booted(conn: Connection, package: str) -> bool:
+    """Whether the host booted since :func:`reboot` (its /run mark is gone)."""
+    return _call(conn, package, "os_booted").strip() == "booted"

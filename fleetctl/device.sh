@@ -191,3 +191,83 @@ do_load() {  # MANIFEST TAG CONFIG BLOBS: docker load the staged blobs, check th
 do_clean() {  # H: staged blobs no longer needed
     for h in $H; do rm -f "$S/blobs/$h" "$S/blobs/$h.part"; done
 }
+
+# L4T (OS) updates (fleetctl/rollout/l4t.py), the apt way: NVIDIA's apt source moved to
+# the target's rXX.Y (DIST), the nvidia-l4t-* packages held at the TARGET release by an
+# apt pin (PINV, a version regex), dist-upgrade, a reboot that applies the bootloader
+# capsule. Until the install, the source and pin as they were are kept beside them.
+apt_paths() {
+    SRC=/etc/apt/sources.list.d/nvidia-l4t-apt-source.list
+    PIN=/etc/apt/preferences.d/fleetctl-l4t
+}
+
+apt_back() {  # the apt source and pin as they were before the stage, lists re-read
+    [ -f "$SRC.fleetctl-before" ] && mv -f "$SRC.fleetctl-before" "$SRC"
+    if [ -f "$PIN.fleetctl-before" ]; then mv -f "$PIN.fleetctl-before" "$PIN"
+    else rm -f "$PIN"; fi
+    apt-get update -q >/dev/null 2>&1
+    apt-get clean >/dev/null 2>&1
+}
+
+apt_error() {  # the last apt error of $D/apt.log on stderr
+    grep -E '^(E|W):' "$D/apt.log" | tail -n 1 >&2 || tail -n 1 "$D/apt.log" >&2
+}
+
+do_os_stage_apt() {  # DIST TARGET PINV: point apt at the target, download its packages
+    apt_paths
+    [ -f "$SRC" ] || { echo "no NVIDIA apt source ($SRC)" >&2; exit 1; }
+    mkdir -p "$D" || exit 1
+    if [ ! -f "$SRC.fleetctl-before" ]; then   # not a resumed stage: keep what was there
+        if [ -f "$PIN" ]; then cp -p "$PIN" "$PIN.fleetctl-before" || exit 1; fi
+        cp -p "$SRC" "$SRC.fleetctl-before" || exit 1
+    fi
+    sed -E "s/^(deb(\s+\[[^]]*\])?\s+\S+\s+)r[0-9]+\.[0-9]+(\s)/\1$DIST\3/" \
+        "$SRC.fleetctl-before" > "$SRC.tmp" && mv -f "$SRC.tmp" "$SRC" || {
+        apt_back; echo "cannot rewrite $SRC (disk full?)" >&2; exit 1; }
+    printf 'Explanation: fleetctl os upgrade holds L4T at %s\nPackage: nvidia-l4t-*\nPin: version %s\nPin-Priority: 1001\n' \
+        "$TARGET" "$PINV" > "$PIN" || { apt_back; echo "cannot write $PIN (disk full?)" >&2; exit 1; }
+    if ! apt-get update -q > "$D/apt.log" 2>&1; then apt_error; apt_back; exit 1; fi
+    have=$(apt-cache policy nvidia-l4t-core | sed -n 's/^ *Candidate: //p')
+    case "$have" in "$TARGET"-*) ;; *)
+        apt_back
+        echo "NVIDIA's apt source $DIST offers nvidia-l4t-core ${have:-(none)}, not $TARGET" >&2
+        exit 1 ;;
+    esac
+    if ! DEBIAN_FRONTEND=noninteractive apt-get -y -q -d dist-upgrade >> "$D/apt.log" 2>&1; then
+        apt_error; apt_back; exit 1
+    fi
+    echo "staged $have"
+}
+
+do_os_unstage_apt() {  # the apt source and pin back as they were (nothing installed)
+    apt_paths
+    [ -f "$SRC.fleetctl-before" ] || exit 0
+    apt_back
+}
+
+do_os_install_apt() {  # TARGET: install what was staged, check dpkg's result
+    apt_paths
+    if ! DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confdef \
+            -o Dpkg::Options::=--force-confold dist-upgrade >> "$D/apt.log" 2>&1; then
+        apt_error; exit 1
+    fi
+    broken=$(dpkg --audit 2>&1 | head -n 1)
+    [ -z "$broken" ] || { echo "dpkg --audit: $broken" >&2; exit 1; }
+    v=$(dpkg-query -W -f='${Version}' nvidia-l4t-core)
+    case "$v" in "$TARGET"-*) ;; *)
+        echo "nvidia-l4t-core is ${v:-missing} after the upgrade, not $TARGET" >&2; exit 1 ;;
+    esac
+    rm -f "$SRC.fleetctl-before" "$PIN.fleetctl-before"
+    apt-get clean >/dev/null 2>&1
+    echo "installed $v"
+}
+
+do_os_reboot() {  # a mark in /run (gone after a boot), then reboot once this answers
+    : > /run/fleetctl-reboot-pending || exit 1
+    nohup sh -c 'sleep 1; reboot' >/dev/null 2>&1 </dev/null &
+    echo rebooting
+}
+
+do_os_booted() {
+    if [ -e /run/fleetctl-reboot-pending ]; then echo pending; else echo booted; fi
+}

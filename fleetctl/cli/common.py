@@ -66,6 +66,21 @@ AllowDowngradeOpt = Annotated[bool, typer.Option(
     "--allow-downgrade", help="Deploy a plan that moves hosts to an older version; with "
                               "--bundle, accept a bundle that is expired or older on its "
                               "channel than one accepted before.")]
+StepsOpt = Annotated[str, typer.Option("--steps", help="Hosts per step, Ansible serial "
+                                       "style; the first step is the canary.")]
+MaxFailuresOpt = Annotated[str, typer.Option("--max-failures", help="Failed hosts that stop "
+                                             "the rollout: a count, or a percentage that "
+                                             "must be exceeded.")]
+FailureScopeOpt = Annotated[str, typer.Option("--failure-scope", help="Count failures per "
+                                              "step or cumulative.")]
+UnreachableOpt = Annotated[str, typer.Option("--unreachable", help="deferred (retried by "
+                                             "resume) or failed.")]
+CanaryOpt = Annotated[list[str] | None, typer.Option("--canary", help="Host(s) for the first "
+                                                     "step.")]
+PauseOpt = Annotated[str | None, typer.Option("--pause", help="Between steps: a duration (5m) "
+                                              "or 'manual' (rollout promote).")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Plan, show, stop.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 TrustOpt = Annotated[list[Path] | None, typer.Option(
     "--trust", help="A trusted public key (.pub); repeat for several. Added to the keys in "
                     "<state-dir>/trusted-keys/.")]

@@ -11,26 +11,41 @@ from rich.text import Text
 
 from fleetctl.api import OSPlan
 from fleetctl.cli.common import (
+    AllowDowngradeOpt,
+    BreakLockOpt,
+    CanaryOpt,
+    DryRunOpt,
+    EventsOpt,
+    FailureScopeOpt,
     GroupOpt,
     HostKeyOpt,
     InventoryOpt,
     LimitOpt,
+    MaxFailuresOpt,
+    NoAnalysisOpt,
     PackagesOpt,
+    PauseOpt,
+    ReportOpt,
+    StageOnlyOpt,
     StateDirOpt,
+    StepsOpt,
     TimeoutOpt,
+    UnreachableOpt,
     WhereOpt,
+    YesOpt,
     app,
     err,
     open_fleet,
     out,
     styled,
 )
+from fleetctl.cli.execute import execute
 from fleetctl.cli.progress import ProbeProgress
 from fleetctl.errors import FleetError
 
 os_app = typer.Typer(
     help="JetPack (L4T) updates of the hosts' OS.\n\n"
-         "Example: fleetctl os plan --to 36.4.4 --group factory-a",
+         "Example: fleetctl os upgrade --to 36.4.3 --group factory-c --reboot-timeout 5m",
     no_args_is_help=True)
 app.add_typer(os_app, name="os")
 PATH_STYLE = {"apt": "green", "image": "cyan", "current": "dim", "blocked": "red"}
@@ -67,6 +82,50 @@ def os_plan(
         out.print(_table(result))
     if result.unreachable:
         raise typer.Exit(4)
+
+
+@os_app.command("upgrade")
+def os_upgrade(
+    to: Annotated[str, typer.Option("--to", help="The target L4T release, e.g. 36.4.3.")],
+    inventory: InventoryOpt = None, group: GroupOpt = None, limit: LimitOpt = None,
+    where: WhereOpt = None, steps: StepsOpt = "1,100%", max_failures: MaxFailuresOpt = "1",
+    failure_scope: FailureScopeOpt = "step", unreachable: UnreachableOpt = "deferred",
+    canary: CanaryOpt = None, pause: PauseOpt = None,
+    reboot_timeout: Annotated[str, typer.Option(
+        "--reboot-timeout", help="How long a rebooting host may take to answer again.")]
+    = "10m",
+    gate_timeout: Annotated[str | None, typer.Option(
+        "--gate-timeout", help="The apps' health gate limit \\[default: the package's].")]
+    = None,
+    dry_run: DryRunOpt = False, yes: YesOpt = False, stage_only: StageOnlyOpt = False,
+    no_analysis: NoAnalysisOpt = False, allow_downgrade: AllowDowngradeOpt = False,
+    break_lock: BreakLockOpt = False, report_json: ReportOpt = False, events: EventsOpt = None,
+    timeout: TimeoutOpt = 5.0, host_key_policy: HostKeyOpt = None,
+    state_dir: StateDirOpt = None, packages: PackagesOpt = None,
+) -> None:
+    """Update the hosts' L4T in steps, canary first: per host lock, stage, install,
+    reboot, verify (release, dpkg, firmware capsule, Docker), then its apps redeployed
+    on images for the new release in the same host step. A failed host stops the
+    rollout; over apt there is no way back.
+
+    Exit codes as deploy's.
+
+    Example: fleetctl os upgrade --to 36.4.3 --group factory-c --yes
+    """
+    from fleetctl.api import Selection
+
+    fleet = open_fleet(inventory, state_dir, packages, host_key_policy, timeout, events=events)
+    options = fleet.options(steps=steps, max_failures=max_failures, failure_scope=failure_scope,
+                            unreachable=unreachable, canaries=canary, pause=pause,
+                            gate_timeout=gate_timeout, break_lock=break_lock,
+                            stage_only=stage_only, analysis=not no_analysis,
+                            reboot_timeout=reboot_timeout)
+    selection = Selection(group, limit, tuple(where or ())).required()
+    with ProbeProgress(err, len(fleet.hosts(selection))) as progress:
+        result = fleet.os_plan(to, selection, on_result=progress.update)
+    (err if report_json else out).print(_table(result))
+    execute(fleet, result.rollout_plan(), options, dry_run=dry_run, yes=yes,
+            report_json=report_json, allow_downgrade=allow_downgrade)
 
 
 def _table(result: OSPlan) -> Table:

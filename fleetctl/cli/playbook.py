@@ -22,6 +22,7 @@ from fleetctl.cli.common import (
     StateDirOpt,
     TimeoutOpt,
     ViaSeedOpt,
+    YesOpt,
     app,
     err,
     open_fleet,
@@ -44,8 +45,7 @@ def run(
                         "<state-dir>/trusted-keys/.")] = None,
     check: Annotated[bool, typer.Option("--check", help="Plan every package and host, "
                                          "change nothing.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-    = False,
+    yes: YesOpt = False,
     ignore_window: Annotated[bool, typer.Option("--ignore-window", help="Start even outside "
                                                 "the playbook's maintenance window.")] = False,
     delivery: DeliveryOpt = None, via_seed: ViaSeedOpt = False, stage_only: StageOnlyOpt = False,

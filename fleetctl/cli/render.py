@@ -26,8 +26,9 @@ def render_plan(plan: Plan, console: Console = out) -> None:
         table.add_column(column, overflow="fold")
     for e in plan.entries:
         current = f"{e.current_version or '?'} {pinned(e.current_digest)}" if e.current \
-            else "-"
-        target = f"{e.tag} {pinned(e.digest)}" if e.digest else "-"
+            else e.current_version or "-"      # an l4t entry: the release alone
+        target = f"{e.tag} {pinned(e.digest)}" if e.digest else \
+            f"{e.version} ({e.source})" if e.source and e.version else "-"
         table.add_row(e.host, e.package, styled((e.action, ACTION_COLOURS[e.action])),
                       current, target, mib(e.pull_bytes), e.reason)
     console.print(table)

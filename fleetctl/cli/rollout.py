@@ -14,21 +14,29 @@ from rich.table import Table
 from fleetctl.cli.common import (
     AllowDowngradeOpt,
     BreakLockOpt,
+    CanaryOpt,
     DeliveryOpt,
+    DryRunOpt,
     EventsOpt,
+    FailureScopeOpt,
     GroupOpt,
     HostKeyOpt,
     InventoryOpt,
     JsonOpt,
     LimitOpt,
+    MaxFailuresOpt,
     NoAnalysisOpt,
     PackagesOpt,
+    PauseOpt,
     ReportOpt,
     StageOnlyOpt,
     StateDirOpt,
+    StepsOpt,
     TimeoutOpt,
+    UnreachableOpt,
     ViaSeedOpt,
     WhereOpt,
+    YesOpt,
     app,
     err,
     open_fleet,
@@ -52,26 +60,14 @@ def deploy(
     request: Annotated[str, typer.Argument(help="PACKAGE[:VERSION]", metavar="PACKAGE[:VERSION]")],
     inventory: InventoryOpt = None, group: GroupOpt = None, limit: LimitOpt = None,
     where: WhereOpt = None,
-    steps: Annotated[str, typer.Option("--steps", help="Hosts per step, Ansible serial "
-                                       "style; the first step is the canary.")] = "1,100%",
-    max_failures: Annotated[str, typer.Option("--max-failures", help="Failed hosts that stop "
-                                              "the rollout: a count, or a percentage that "
-                                              "must be exceeded.")] = "1",
-    failure_scope: Annotated[str, typer.Option("--failure-scope", help="Count failures per "
-                                               "step or cumulative.")] = "step",
-    unreachable: Annotated[str, typer.Option("--unreachable", help="deferred (retried by "
-                                             "resume) or failed.")] = "deferred",
-    canary: Annotated[list[str] | None, typer.Option("--canary", help="Host(s) for the "
-                                                     "first step.")] = None,
-    pause: Annotated[str | None, typer.Option("--pause", help="Between steps: a duration "
-                                              "(5m) or 'manual' (rollout promote).")] = None,
+    steps: StepsOpt = "1,100%", max_failures: MaxFailuresOpt = "1",
+    failure_scope: FailureScopeOpt = "step", unreachable: UnreachableOpt = "deferred",
+    canary: CanaryOpt = None, pause: PauseOpt = None,
     gate_timeout: Annotated[str | None, typer.Option("--gate-timeout", help="Health gate "
                                                      "limit \\[default: the package's].")] = None,
     plan_file: Annotated[Path | None, typer.Option("--plan", help="Execute this plan file "
                                                    "(refused when stale).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan, show, stop.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-    = False,
+    dry_run: DryRunOpt = False, yes: YesOpt = False,
     rollback_all: Annotated[bool, typer.Option("--rollback-all", help="On a breach, also "
                                                "revert hosts of earlier steps.")] = False,
     keep: Annotated[int, typer.Option("--keep", min=2, help="Releases kept per host.")] = 3,

@@ -2,7 +2,8 @@
 # fleetctl's OS probe (for `fleetctl os plan`): run by `sh -s` over one SSH channel;
 # prints raw sections introduced by "@@fleetctl:<name>" lines, parsed by
 # fleetctl/facts/osfacts.py: the NVIDIA apt source, the boot slots, the firmware,
-# the root filesystem and its free space, the board spec.
+# the root filesystem and its free space, the board spec, the L4T packages and whether
+# an update by fleetctl is under way.
 exec 2>/dev/null
 m() { printf '\n@@fleetctl:%s\n' "$1"; }
 m begin; echo 1
@@ -16,4 +17,9 @@ m last_attempt_status; cat /sys/firmware/efi/esrt/entries/entry0/last_attempt_st
 m root_mount; awk '$2 == "/" { print $3, $4 }' /proc/mounts | tail -n 1
 m root_df; df -Pk /
 m boot_control; cat /etc/nv_boot_control.conf
+m l4t_core; dpkg-query -W -f='${Version}' nvidia-l4t-core
+m dpkg_audit; dpkg --audit | head -n 3
+m updating
+[ -e /etc/apt/sources.list.d/nvidia-l4t-apt-source.list.fleetctl-before ] && echo apt-staged
+[ -e /run/fleetctl-reboot-pending ] && echo reboot-pending
 m end; echo 1

@@ -1,8 +1,9 @@
 """What ``fleetctl os plan`` needs to know of a Jetson beyond its facts, read in one
 round trip (``os.sh``): the release its NVIDIA apt source points at, its boot slots
 (``nvbootctrl``), its firmware (the UEFI ESRT), its root filesystem and free space,
-its board spec. Everything comes from the device and is parsed, never trusted: what
-does not parse stays None, and the plan treats None as "cannot be checked".
+its board spec, its L4T packages (dpkg) and whether an update is under way. Everything
+comes from the device and is parsed, never trusted: what does not parse stays None,
+and the plan treats None as "cannot be checked".
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class OSFacts:
     root_read_only: bool | None = None
     root_free_mb: int | None = None
     board_spec: str | None = None           # TNSPEC of /etc/nv_boot_control.conf
+    l4t_core: str | None = None             # dpkg's nvidia-l4t-core version
+    dpkg_broken: str | None = None          # dpkg --audit's first line: half-installed
+    updating: tuple[str, ...] = ()          # "apt-staged", "reboot-pending"
 
     @property
     def slots_bootable(self) -> bool | None:
@@ -66,7 +70,11 @@ def parse_os_facts(output: str) -> OSFacts:
         root_fstype=root[0] if root else None,
         root_read_only="ro" in root[1].split(",") if len(root) > 1 else None,
         root_free_mb=_free_mb(s.get("root_df", "")),
-        board_spec=_board_spec(s.get("boot_control", "")))
+        board_spec=_board_spec(s.get("boot_control", "")),
+        l4t_core=_first_line(s.get("l4t_core", ""), 64),
+        dpkg_broken=_first_line(s.get("dpkg_audit", ""), 200),
+        updating=tuple(w for w in s.get("updating", "").split()
+                       if w in ("apt-staged", "reboot-pending")))
 
 
 def fw_release(text: str) -> str | None:
@@ -76,6 +84,11 @@ def fw_release(text: str) -> str | None:
     if value is None or not 0 < value < 1 << 24:
         return None
     return f"{value >> 16}.{(value >> 8) & 0xFF}.{value & 0xFF}"
+
+
+def _first_line(text: str, limit: int) -> str | None:
+    lines = text.strip().splitlines()
+    return lines[0][:limit] if lines else None
 
 
 def _field(line: str) -> tuple[str, str]:

@@ -85,7 +85,7 @@ def packages_for(line: str) -> list[L4TPackage]:
         L4TPackage("nvidia-l4t-kernel", f"{KERNEL.get(major, '4.9.337')}-tegra-{version}",
                    "NVIDIA Kernel Package",
                    f"if [ -e {FAULT_DIR}/dpkg-interrupted ]; then kill -KILL $PPID; "
-                   f"sleep 10; fi\n"),
+                   f"exit 1; fi\n"),
         L4TPackage("nvidia-l4t-bootloader", version, "NVIDIA Bootloader Package", capsule),
     ]
 

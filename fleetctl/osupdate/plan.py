@@ -2,11 +2,15 @@
 package it runs, the image it would run after the update. A host whose app would have
 no image for the new release is blocked: it would come back on the new L4T with
 nothing that fits it.
+
+As a rollout plan (:meth:`OSPlan.rollout_plan`) each host has an ``l4t`` entry (action
+``upgrade``, its way in ``source``: ``apt`` or ``image``) followed by its apps' entries
+for the new release, deployed in the same host step after the update.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fleetctl.catalog.imageref import PlatformImage
@@ -16,21 +20,32 @@ from fleetctl.facts.jetson import cuda_for_l4t, jetpack_for_l4t, ubuntu_for_l4t
 from fleetctl.facts.osfacts import OSFacts
 from fleetctl.facts.probe import ProbeResult
 from fleetctl.osupdate.paths import OSPath, os_path
-from fleetctl.plan import Plan, PlanEntry, make_plan
+from fleetctl.plan import Plan, PlanEntry, make_plan, site_of
 from fleetctl.state import StateDB
+
+#: the journal's and the plan's name for a host's OS (L4T) in a rollout
+OS_PACKAGE = "l4t"
 
 
 @dataclass
 class OSPlan:
-    """The paths of every host that answered, and why the others did not."""
+    """The paths of every host that answered, and why the others did not; ``entries``:
+    the rollout's entries (per host its ``l4t`` entry, then its apps' on the new L4T)."""
 
     target: str
     paths: list[OSPath]
     unreachable: dict[str, str]
+    entries: list[PlanEntry] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"target": self.target, "hosts": [p.to_json() for p in self.paths],
                 "unreachable": self.unreachable}
+
+    def rollout_plan(self) -> Plan:
+        """The plan a rollout runs: the ``l4t`` entries and the apps' entries."""
+        apps = sorted({e.package for e in self.entries if e.package != OS_PACKAGE})
+        return Plan([f"{OS_PACKAGE}:{self.target}"], [OS_PACKAGE, *apps], list(self.entries),
+                    unreachable=dict(self.unreachable))
 
 
 def after_update(facts: HostFacts, target: str) -> HostFacts:
@@ -46,41 +61,66 @@ def plan_os(target: str, results: list[tuple[ProbeResult, OSFacts | None, str | 
             offline: dict[str, list[PlatformImage]] | None = None) -> OSPlan:
     """Each host's path to ``target``, its running packages planned again on it (against
     the registries, or ``offline`` images)."""
-    paths, unreachable = [], {}
+    paths, unreachable, entries = [], {}, []
     for result, os_facts, error in results:
         name = result.host.name
         if result.facts is None or os_facts is None:
             unreachable[name] = error or f"{result.error}: {result.detail}".rstrip(": ")
             continue
         path = os_path(name, result.facts, os_facts, target, payload_specs)
-        if path.kind in ("apt", "image"):
-            _check_apps(path, result, catalog, db, ttl, offline)
+        apps = _check_apps(path, result, catalog, db, ttl, offline) \
+            if path.kind in ("apt", "image") else []
         paths.append(path)
-    return OSPlan(paths[0].target if paths else target, paths, unreachable)
+        entries += [_os_entry(path, result), *apps]
+    return OSPlan(paths[0].target if paths else target, paths, unreachable, entries)
+
+
+def _os_entry(path: OSPath, result: ProbeResult) -> PlanEntry:
+    """The host's ``l4t`` entry: ``upgrade`` by ``apt`` or ``image``, ``noop``, ``blocked``."""
+    assert result.facts is not None
+    action = {"apt": "upgrade", "image": "upgrade", "current": "noop"}.get(path.kind,
+                                                                          "blocked")
+    reason = "; ".join(path.reasons) if path.blocked else \
+        f"already on R{path.target}" if path.kind == "current" else \
+        f"R{path.current} -> R{path.target} by {path.kind}" + \
+        "".join(f"; {n}" for n in path.notes)
+    return PlanEntry(host=path.host, package=OS_PACKAGE, action=action, reason=reason,
+                     version=path.target, source=path.kind if action == "upgrade" else None,
+                     current_version=path.current, facts_at=result.probed_at,
+                     l4t=result.facts.l4t, module=result.facts.module_short,
+                     site=site_of(result.host.vars))
 
 
 def _check_apps(path: OSPath, result: ProbeResult, catalog: Catalog, db: StateDB | None,
-                ttl: float, offline: dict[str, list[PlatformImage]] | None) -> None:
+                ttl: float, offline: dict[str, list[PlatformImage]] | None
+                ) -> list[PlanEntry]:
+    """The entries of the apps the host runs, planned for the new release (the same
+    version, or another when it has no image there); the host blocked when one has
+    none at all."""
     assert result.facts is not None
     after = replace(result, facts=after_update(result.facts, path.target))
     running = {c.package: c.version for c in result.facts.containers
                if c.package in catalog.packages}
+    entries = []
     for package, version in sorted(running.items()):
         entry = _entry(make_plan(catalog, [Request(package, version)], [after], db, ttl=ttl,
                                  offline=offline))
         if entry is not None and not entry.blocked:
             path.notes.append(f"{package} {version} then runs {entry.tag}")
+            entries.append(entry)
             continue
         other = _entry(make_plan(catalog, [Request(package)], [after], db, ttl=ttl,
                                  offline=offline))
         if other is not None and not other.blocked:
             path.notes.append(f"{package} {version} has no image for R{path.target}: it "
                               f"then moves to {other.version} ({other.tag})")
+            entries.append(other)
             continue
         why = entry.reason if entry is not None else "no plan"
         path.kind = "blocked"
         path.reasons.append(f"after the update {package} would have no image for "
                             f"R{path.target}: {why}")
+    return [] if path.blocked else entries
 
 
 def _entry(plan: Plan) -> PlanEntry | None:

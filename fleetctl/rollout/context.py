@@ -57,6 +57,7 @@ class Options:
     stage_only: bool = False          # deliver and stage on every target, change nothing
     bundle: str | None = None         # an unpacked bundle: its catalog, blobs only from it
     analysis: bool = True             # False: health gate only (--no-analysis)
+    reboot_timeout: float = 600.0     # OS updates: how long a rebooting host may take
 
     @property
     def policy(self) -> FailurePolicy:
@@ -96,7 +97,7 @@ def written_options(*, steps: str | list[str] = "1,100%", max_failures: str | in
                     rollback_all: bool = False, break_lock: bool = False,
                     connect_timeout: float = 5.0, delivery: str | None = None,
                     via_seed: bool = False, stage_only: bool = False,
-                    **more: Any) -> Options:
+                    reboot_timeout: str | float = 600.0, **more: Any) -> Options:
     """Rollout options from the values a person writes (``1,50%,100%``, ``5m``), each
     checked; InputError naming the option otherwise."""
     policy = parse_policy(max_failures, failure_scope, unreachable)
@@ -110,7 +111,8 @@ def written_options(*, steps: str | list[str] = "1,100%", max_failures: str | in
         unreachable=policy.unreachable, canaries=list(canaries or []), pause=pause,
         gate_timeout=duration_option(gate_timeout, "--gate-timeout"), keep_releases=keep,
         rollback_all=rollback_all, break_lock=break_lock, connect_timeout=connect_timeout,
-        delivery=delivery, via_seed=via_seed, stage_only=stage_only, **more)
+        delivery=delivery, via_seed=via_seed, stage_only=stage_only,
+        reboot_timeout=duration_option(reboot_timeout, "--reboot-timeout") or 600.0, **more)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from fleetctl.durations import parse_duration
 from fleetctl.errors import FleetError
+from fleetctl.osupdate.plan import OS_PACKAGE
 from fleetctl.plan import Plan
 from fleetctl.rollout.context import Context, Options, parallel, with_delivery, with_playbook
 from fleetctl.rollout.host import deploy_host, states_by_host, undo_host
@@ -42,7 +43,8 @@ def start(ctx: Context, rollout_id: str, plan: Plan, options: Options) -> Rollou
                                 to_digest=entry.digest, to_version=entry.version,
                                 to_release=rollout_id,
                                 error=entry.reason if entry.blocked else None))
-    ctx.journal.create(rollout_id, "deploy", " ".join(plan.requests), plan.packages, steps,
+    kind = "os" if OS_PACKAGE in plan.packages else "deploy"
+    ctx.journal.create(rollout_id, kind, " ".join(plan.requests), plan.packages, steps,
                        options.to_json(), plan.to_json(), states, targeted,
                        options.break_lock)
     return ctx.journal.get(rollout_id)
@@ -59,7 +61,8 @@ def _run(ctx: Context, record: RolloutRecord) -> RolloutRecord:
     plan = Plan.from_json(record.plan)
     ctx = with_playbook(with_delivery(ctx, options, plan), options)
     if ctx.tests and not options.stage_only and any(ctx.catalog.get(name).tests
-                                                    for name in record.packages):
+                                                    for name in record.packages
+                                                    if name != OS_PACKAGE):
         ctx.tests.start()
     journal = ctx.journal
     policy = options.policy

@@ -4,8 +4,6 @@ then commit or revert, and unlock with an audit line; and undoing a host.
 
 from __future__ import annotations
 
-import time
-
 from fleetctl import device
 from fleetctl.catalog.compose import render_compose
 from fleetctl.catalog.packages import Package
@@ -19,7 +17,9 @@ from fleetctl.delivery.images import (
 )
 from fleetctl.errors import FleetError
 from fleetctl.facts.hostfacts import HostFacts
+from fleetctl.osupdate.plan import OS_PACKAGE
 from fleetctl.plan import Plan, PlanEntry, current_container, preflight
+from fleetctl.rollout.audit import fail, finish, write_audit
 from fleetctl.rollout.canary import analyse_host
 from fleetctl.rollout.context import (
     Context,
@@ -31,7 +31,7 @@ from fleetctl.rollout.context import (
 )
 from fleetctl.rollout.gate import gate, host_tests
 from fleetctl.rollout.journal import FINAL_HOST_PHASES, HostState, Journal, RolloutRecord, operator
-from fleetctl.secrets import redact
+from fleetctl.rollout.l4t import undo_l4t, update_l4t
 from fleetctl.ssh import Connection, SSHFailure
 
 
@@ -51,15 +51,22 @@ def deploy_host(ctx: Context, record: RolloutRecord, plan: Plan, options: Option
     pending = [e for e in entries if states[e.package].phase not in FINAL_HOST_PHASES]
     if not pending:
         return "done"
-    conn = _connect_or_defer(ctx, record, host, options, [(e.package, "deferred")
-                                                          for e in pending], "")
+    # a host unreachable mid-way keeps its phase: it is in flight, not deferred
+    conn: Connection | None = _connect_or_defer(
+        ctx, record, host, options,
+        [(e.package, "deferred" if states[e.package].phase in ("pending", "deferred")
+          else states[e.package].phase) for e in pending], "")
     if conn is None:
         return "deferred"
-    with conn:
+    try:
         for position, entry in enumerate(pending):
             try:
-                outcome = _deploy_package(ctx, conn, record, plan, options, entry,
-                                          states[entry.package])
+                if entry.package == OS_PACKAGE:
+                    outcome, conn = update_l4t(ctx, conn, record, options, entry,
+                                               states[entry.package])
+                else:
+                    outcome = _deploy_package(ctx, conn, record, plan, options, entry,
+                                              states[entry.package])
             except SSHFailure as exc:
                 phase = _state(journal, record.id, host, entry.package).phase
                 # "locked": only the device lock (this rollout's) and staged blobs exist
@@ -78,11 +85,14 @@ def deploy_host(ctx: Context, record: RolloutRecord, plan: Plan, options: Option
                 outcome = "failed"
             if outcome == "inconclusive":     # its later packages wait for the decision
                 return outcome
-            if outcome not in ("committed", "noop", "ready"):
+            if outcome not in ("committed", "noop", "ready") or conn is None:
                 for later in pending[position + 1:]:
                     journal.set_host(record.id, host, later.package, "skipped",
                                      error=f"not deployed: {entry.package} {outcome}")
                 return outcome
+    finally:
+        if conn is not None:
+            conn.close()
     return "committed"
 
 
@@ -121,10 +131,10 @@ def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, plan:
                          from_version=running.version if running else None)
         state = _state(journal, rid, host, name)
         if running and running.digest == entry.digest and running.release:
-            _finish(ctx, conn, record, state, "noop", "already at the target digest")
+            finish(ctx, conn, record, state, "noop", "already at the target digest")
             return "noop"
         if state.from_digest != entry.current_digest:
-            return _fail(ctx, conn, record, state, f"host changed since the plan: runs "
+            return fail(ctx, conn, record, state, f"host changed since the plan: runs "
                          f"{state.from_digest or 'nothing'}, the plan expected "
                          f"{entry.current_digest or 'nothing'}; plan again")
     if state.phase == "reverting":
@@ -133,7 +143,7 @@ def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, plan:
     failed_checks = [c for c in preflight(facts, package, 0 if present else entry.pull_bytes)
                      if not c.ok]
     if failed_checks and state.phase == "locked":
-        return _fail(ctx, conn, record, state, "preflight: " + "; ".join(
+        return fail(ctx, conn, record, state, "preflight: " + "; ".join(
             f"{c.name}: {c.detail}" for c in failed_checks))
     over_ssh = ssh_delivery(ctx, options, host)
     image = local_tag(entry.target) if over_ssh else entry.target
@@ -144,11 +154,11 @@ def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, plan:
             pulled = device.stage(conn, name, rid, render_compose(render), image,
                                   entry.digest, parts.config if parts else "")
         except (device.StepFailed, FleetError) as exc:
-            return _fail(ctx, conn, record, state, str(exc))
+            return fail(ctx, conn, record, state, str(exc))
         detail = (f"over SSH: {delivered.describe()}" if delivered else
                   "image pulled" if pulled else "image already on the host")
         if options.stage_only:
-            _finish(ctx, conn, record, state, "ready", f"staged, nothing running changed; "
+            finish(ctx, conn, record, state, "ready", f"staged, nothing running changed; "
                     f"{detail}")
             return "ready"
         journal.set_host(rid, host, name, "staged", detail)
@@ -196,20 +206,6 @@ def _deliver(ctx: Context, conn: Connection, entry: PlanEntry) -> tuple[ImagePar
     return parts, deliver_direct(conn, entry.host, [parts], ctx.blobs, limit)
 
 
-def _fail(ctx: Context, conn: Connection, record: RolloutRecord, state: HostState,
-          error: str) -> str:
-    """Nothing running changed: record the failure, unlock."""
-    ctx.journal.set_host(record.id, state.host, state.package, "failed", error=error)
-    write_audit(ctx, conn, record, state, f"failed ({error})")
-    return "failed"
-
-
-def _finish(ctx: Context, conn: Connection, record: RolloutRecord, state: HostState,
-            phase: str, detail: str) -> None:
-    ctx.journal.set_host(record.id, state.host, state.package, phase, detail)
-    write_audit(ctx, conn, record, state, phase)
-
-
 def _revert(ctx: Context, conn: Connection, record: RolloutRecord, state: HostState,
             facts: HostFacts, package: Package, options: Options, error: str) -> str:
     """Bring the release that ran before back (no pull) and check it is healthy again."""
@@ -237,19 +233,6 @@ def _revert(ctx: Context, conn: Connection, record: RolloutRecord, state: HostSt
     return "reverted"
 
 
-def write_audit(ctx: Context, conn: Connection, record: RolloutRecord, state: HostState,
-                result: str) -> None:
-    """Release the device lock and append the result to the device's audit log (a line
-    that cannot be written, e.g. on a full disk, is noted in the journal instead)."""
-    line = (f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} rollout={record.id} "
-            f"package={state.package} from={state.from_digest or '-'} "
-            f"to={state.to_digest or '-'} result={redact(result)} operator={operator()}")
-    try:
-        device.unlock(conn, state.package, record.id, line)
-    except device.StepFailed as exc:
-        ctx.journal.note(record.id, state.host, state.package, "audit-not-written", str(exc))
-
-
 def undo_host(ctx: Context, record: RolloutRecord, options: Options, host: str) -> str:
     """Return one host to what it ran before the rollout, packages in reverse order."""
     journal = ctx.journal
@@ -259,6 +242,8 @@ def undo_host(ctx: Context, record: RolloutRecord, options: Options, host: str) 
                            "inconclusive")]
     if not undo:
         return "nothing to undo"
+    undo += [s for s in states if s.package == OS_PACKAGE and s.phase in
+             ("activated", "rebooting")]
     conn = _connect_or_defer(ctx, record, host, options, [(s.package, s.phase) for s in undo],
                              "rollback deferred: ")
     if conn is None:
@@ -266,6 +251,9 @@ def undo_host(ctx: Context, record: RolloutRecord, options: Options, host: str) 
     with conn:
         facts = live_facts(conn)
         for s in undo:
+            if s.package == OS_PACKAGE:
+                undo_l4t(ctx, conn, record, s)
+                continue
             package = ctx.catalog.get(s.package)
             try:
                 device.lock(conn, s.package, record.id, operator(), options.break_lock)

@@ -29,7 +29,7 @@ from fleetctl.state import StateDB
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rollouts (
     id          TEXT PRIMARY KEY,
-    kind        TEXT NOT NULL,          -- deploy or rollback
+    kind        TEXT NOT NULL,          -- deploy, os (an L4T update) or rollback
     request     TEXT NOT NULL,
     packages    TEXT NOT NULL,          -- JSON list, dependency order
     operator    TEXT NOT NULL,
@@ -323,7 +323,7 @@ class Journal:
         result = {}
         for row in rows:
             back = row["phase"] == "reverted" or (row["phase"] == "rolled-back"
-                                                 and row["kind"] == "deploy")
+                                                 and row["kind"] in ("deploy", "os"))
             result[(row["host"], row["package"])] = {
                 "digest": row["from_digest"] if back else row["to_digest"],
                 "rollout": row["rollout_id"]}

@@ -10,6 +10,7 @@ from fleetctl import device
 from fleetctl.catalog.packages import Package
 from fleetctl.facts.hostfacts import ProbeOutputError, image_digest
 from fleetctl.plan import current_container
+from fleetctl.rollout.audit import write_audit
 from fleetctl.rollout.context import (
     Context,
     Options,
@@ -19,7 +20,6 @@ from fleetctl.rollout.context import (
     render_context,
 )
 from fleetctl.rollout.gate import gate
-from fleetctl.rollout.host import write_audit
 from fleetctl.rollout.journal import HostState, RolloutRecord, new_rollout_id, operator
 from fleetctl.ssh import SSHFailure
 
