@@ -209,8 +209,11 @@ apt_back() {  # the apt source and pin as they were before the stage, lists re-r
     apt-get clean >/dev/null 2>&1
 }
 
-apt_error() {  # the last apt error of $D/apt.log on stderr
-    grep -E '^(E|W):' "$D/apt.log" | tail -n 1 >&2 || tail -n 1 "$D/apt.log" >&2
+apt_error() {  # the last apt error of $D/apt.log, and the free space, on stderr
+    e=$(grep -E '^(E|W):' "$D/apt.log" | tail -n 1)
+    [ -n "$e" ] || e=$(tail -n 1 "$D/apt.log")
+    free=$(df -Pk /var/cache/apt | awk 'NR == 2 { print int($4 / 1024) }')
+    echo "$e ($free MB free on /var/cache/apt)" >&2
 }
 
 do_os_stage_apt() {  # DIST TARGET PINV: point apt at the target, download its packages

@@ -104,7 +104,8 @@ def lab_fault(
     kind: Annotated[str, typer.Argument(
         help="sshd-down, hang, unreachable, dockerd-down, disk-full, slow-link, "
              "gpu-saturated or memory-exhausted (what tegrastats reports), "
-             "dpkg-interrupted, reboot-hangs or capsule-not-applied (OS updates).")],
+             "dpkg-interrupted, disk-full-at-download, reboot-hangs or "
+             "capsule-not-applied (OS updates).")],
     delay_ms: Annotated[float, typer.Option(help="slow-link: delay each way, in ms.")] = 100,
     kbps: Annotated[float, typer.Option(help="slow-link: bandwidth cap in kbit/s (0: none).")
                     ] = 0,

@@ -15,7 +15,7 @@ fi
 m fw_version; cat /sys/firmware/efi/esrt/entries/entry0/fw_version
 m last_attempt_status; cat /sys/firmware/efi/esrt/entries/entry0/last_attempt_status
 m root_mount; awk '$2 == "/" { print $3, $4 }' /proc/mounts | tail -n 1
-m root_df; df -Pk /
+m root_df; df -Pk /var/cache/apt
 m boot_control; cat /etc/nv_boot_control.conf
 m l4t_core; dpkg-query -W -f='${Version}' nvidia-l4t-core
 m dpkg_audit; dpkg --audit | head -n 3

@@ -37,7 +37,7 @@ class OSFacts:
     last_attempt_status: int | None = None  # 0: the last capsule applied
     root_fstype: str | None = None
     root_read_only: bool | None = None
-    root_free_mb: int | None = None
+    root_free_mb: int | None = None         # where apt downloads (/var/cache/apt on /)
     board_spec: str | None = None           # TNSPEC of /etc/nv_boot_control.conf
     l4t_core: str | None = None             # dpkg's nvidia-l4t-core version
     dpkg_broken: str | None = None          # dpkg --audit's first line: half-installed

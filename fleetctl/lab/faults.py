@@ -9,6 +9,7 @@
 - ``gpu-saturated``, ``memory-exhausted``: the host's tegrastats reports GR3D_FREQ 99%,
   or RAM 40 MB short of the total.
 - ``dpkg-interrupted``: the next ``nvidia-l4t-kernel`` configure kills dpkg halfway.
+- ``disk-full-at-download``: the disk fills right after the next ``apt-get update``.
 - ``reboot-hangs``: the next reboot never comes back (``heal`` powers the host on).
 - ``capsule-not-applied``: reboots leave the firmware as it was, status 6162.
 """
@@ -23,14 +24,17 @@ from fleetctl.lab.host import SSH_INNER_PORT, SSH_PORT, LabHost
 from fleetctl.lab.system import Cgroup, alive, run, spawn, stop
 
 KINDS = ("sshd-down", "hang", "unreachable", "dockerd-down", "disk-full", "slow-link",
-         "gpu-saturated", "memory-exhausted", "dpkg-interrupted", "reboot-hangs",
-         "capsule-not-applied")
+         "gpu-saturated", "memory-exhausted", "dpkg-interrupted", "disk-full-at-download",
+         "reboot-hangs", "capsule-not-applied")
 #: faults that the host's own tools (tegrastats, the L4T packages) read in /run/fleetlab
-MARKER_FAULTS = ("gpu-saturated", "memory-exhausted", "dpkg-interrupted")
+MARKER_FAULTS = ("gpu-saturated", "memory-exhausted", "dpkg-interrupted",
+                 "disk-full-at-download")
 #: faults of a Jetson's firmware and L4T packages
 JETSON_FAULTS = (*MARKER_FAULTS, "reboot-hangs", "capsule-not-applied")
 NFT_TABLE = "fleetlab"
 FILL_FILE = "docker/.fleetlab-fill"
+#: what the disk-full-at-download fault fills the disk with (see lab/host.py)
+DOWNLOAD_FILL = "/var/cache/apt/.fleetlab-fill"
 
 
 def inject(host: LabHost, kind: str, params: dict) -> None:
@@ -92,7 +96,7 @@ def heal(host: LabHost) -> list[str]:
         host.start_dockerd()
     for kind in MARKER_FAULTS:
         if kind in faults and alive(host.state.anchor):
-            run(host.nsenter("rm", "-f", f"/run/fleetlab/{kind}"))
+            run(host.nsenter("rm", "-f", f"/run/fleetlab/{kind}", DOWNLOAD_FILL))
     if "reboot-hangs" in faults and host.state.rebooting:
         faults.clear()
         host.boot()

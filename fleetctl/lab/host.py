@@ -50,6 +50,17 @@ AcceptEnv LANG LC_*
 Subsystem sftp /usr/lib/openssh/sftp-server
 """
 
+#: the ``disk-full-at-download`` fault: after ``apt-get update``, something fills the disk
+DOWNLOAD_FAULT_HOOK = """\
+// fleetlab: with the disk-full-at-download fault, the disk fills once the lists are read
+APT::Update::Post-Invoke-Success { "/usr/local/sbin/fleetlab-fill-at-download || true"; };
+"""
+DOWNLOAD_FAULT_SCRIPT = """\
+#!/bin/sh
+[ -e /run/fleetlab/disk-full-at-download ] || exit 0
+free=$(df -Pk /var/cache/apt | awk 'NR == 2 { print $4 }')
+fallocate -l $((free * 1024)) /var/cache/apt/.fleetlab-fill
+"""
 #: what the host's ``reboot`` writes; the lab reboots the host when it appears
 REBOOT_REQUEST = "/run/fleetlab-reboot"
 SSH_PORT = 22
@@ -192,12 +203,21 @@ class LabHost:
         (apt / "sources.list.d" / "nvidia-l4t-apt-source.list").write_text(
             apt_source(self.spec.l4t or "", soc))
         (apt / "sources.list").write_text("")
-        for name in os.listdir("/etc/apt/sources.list.d"):
-            if name != "nvidia-l4t-apt-source.list":   # a whiteout hides the machine's
-                os.mknod(apt / "sources.list.d" / name, 0o600 | 0o020000, os.makedev(0, 0))
         (apt / "trusted.gpg.d").mkdir(exist_ok=True)
         (apt / "trusted.gpg.d" / "jetson-ota-public.asc").write_text(
             (self.paths.root / "apt" / "public.asc").read_text())
+        (apt / "apt.conf.d").mkdir(exist_ok=True)
+        (apt / "apt.conf.d" / "99fleetlab-faults").write_text(DOWNLOAD_FAULT_HOOK)
+        fill = self.disk / "usr_local" / "upper" / "sbin" / "fleetlab-fill-at-download"
+        fill.parent.mkdir(parents=True, exist_ok=True)
+        fill.write_text(DOWNLOAD_FAULT_SCRIPT)
+        fill.chmod(0o755)
+        for folder in ("sources.list.d", "preferences.d"):   # whiteouts hide the machine's
+            (apt / folder).mkdir(exist_ok=True)
+            machine = Path("/etc/apt") / folder
+            for name in os.listdir(machine) if machine.is_dir() else []:
+                if not (apt / folder / name).exists():
+                    os.mknod(apt / folder / name, 0o600 | 0o020000, os.makedev(0, 0))
         lists = self.disk / "var_lib" / "upper" / "apt" / "lists"
         lists.mkdir(parents=True)
         os.setxattr(lists, "trusted.overlay.opaque", b"y")

@@ -143,7 +143,8 @@ def _common_checks(path: OSPath, os: OSFacts, free_mb: int) -> None:
     if os.root_read_only:
         path.reasons.append("the root filesystem is mounted read-only")
     if os.root_free_mb is not None and os.root_free_mb < free_mb:
-        path.reasons.append(f"{os.root_free_mb:,} MB free on /, {free_mb:,} MB needed")
+        path.reasons.append(f"{os.root_free_mb:,} MB free on / (/var/cache/apt), "
+                            f"{free_mb:,} MB needed")
     if os.fw_version and path.current and release(os.fw_version) != release(path.current):
         status = f" (last_attempt_status {os.last_attempt_status})" \
             if os.last_attempt_status else ""

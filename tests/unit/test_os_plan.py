@@ -96,7 +96,7 @@ def test_r35_5_and_later_go_image_based_to_r36_with_the_old_slot_as_way_back() -
     ("36.4.7", {}, "R36.4.7 is newer than R36.4.4: L4T is not downgraded over the air"),
     (None, {}, "not a Jetson"),
     ("36.3.0", {"apt_release": None}, "no NVIDIA apt source"),
-    ("36.3.0", {"root_free_mb": 1200}, "1,200 MB free on /, 5,120 MB needed"),
+    ("36.3.0", {"root_free_mb": 1200}, "1,200 MB free on / (/var/cache/apt), 5,120 MB needed"),
     ("36.3.0", {"root_read_only": True}, "the root filesystem is mounted read-only"),
     ("35.6.0", {"ab": "no A/B"}, "rootfs A/B is disabled (nvbootctrl is-unified-enabled: 69)"),
     ("35.6.0", {"ab": None}, "nvbootctrl did not answer"),
