@@ -195,14 +195,31 @@ class Fleet:
         return matched + [r for r in results if not r.ok]
 
     def audit(self, selection: Selection, rules: Path | None = None, *,
-              refresh: bool = False, max_age: float = 300.0,
+              refresh: bool = False, max_age: float = 300.0, os: bool = False,
               on_result: Callable[[ProbeResult], None] = lambda _: None) -> Audit:
         """Probe and judge: a row per host, totals, and findings (rules, drift from what
-        the journal last left on each host)."""
+        the journal last left on each host); ``os``: also each Jetson's boot slots,
+        firmware and update state (a second round trip), unfinished updates as
+        findings."""
         checks = audits.load_rules(rules)
         results = self.probe(selection, refresh=refresh, max_age=max_age, on_result=on_result)
-        return Audit(results, [audits.row(r) for r in results], audits.summary(results),
-                     audits.findings(results, checks, self.journal.last_known()))
+        rows = [audits.row(r) for r in results]
+        found = audits.findings(results, checks, self.journal.last_known())
+        if os:
+            jetsons = [r for r in results if r.facts and r.facts.is_jetson]
+            states = probe_os([r.host for r in jetsons], self.db, timeout=self.connect_timeout,
+                              policy_override=self.host_key_policy)
+            by_name = {row["host"]: row for row in rows}
+            for result in jetsons:
+                assert result.facts is not None
+                os_facts, error = states[result.host.name]
+                if os_facts is None:
+                    by_name[result.host.name]["os_state"] = f"unknown: {error}"
+                    continue
+                by_name[result.host.name].update(audits.os_columns(result.facts, os_facts))
+                found += [audits.Finding(result.host.name, "os", problem)
+                          for problem in audits.os_problems(result.facts, os_facts)]
+        return Audit(results, rows, audits.summary(results), found)
 
     def fleet_status(self, selection: Selection, *,
                      on_result: Callable[[HostStatus], None] = lambda _: None

@@ -44,6 +44,8 @@ def audit(
     output: Annotated[str, typer.Option("--format", "-f",
                                         help="table, json or csv.")] = "table",
     rules: Annotated[Path | None, typer.Option("--rules", help="Audit rules (YAML).")] = None,
+    os: Annotated[bool, typer.Option("--os", help="Also each Jetson's boot slots, firmware "
+                                     "and OS update state (one more round trip).")] = False,
     refresh: RefreshOpt = False, max_age: MaxAgeOpt = 300.0, timeout: TimeoutOpt = 5.0,
     host_key_policy: HostKeyOpt = None, state_dir: StateDirOpt = None,
 ) -> None:
@@ -61,13 +63,13 @@ def audit(
         raise FleetError(f"--format {output!r} should be table, json or csv", exit_code=2)
     fleet = open_fleet(inventory, state_dir, host_key_policy=host_key_policy, timeout=timeout)
     report = _probe(fleet, Selection(group, limit, tuple(where or ())), refresh, max_age,
-                    partial(fleet.audit, rules=rules))
+                    partial(fleet.audit, rules=rules, os=os))
     if output == "json":
         print(json.dumps(report.to_json(), indent=2))
     elif output == "csv":
         _render_csv(report.rows)
     else:
-        _render_audit(report.rows, report.summary, report.findings)
+        _render_audit(report.rows, report.summary, report.findings, os)
     if report.summary["unreachable"]:
         raise typer.Exit(4)
 
@@ -82,13 +84,15 @@ def _render_csv(rows: list[dict]) -> None:
         writer.writerow({k: ";".join(v) if isinstance(v, list) else v for k, v in r.items()})
 
 
-def _render_audit(rows: list[dict], total: dict, found: list) -> None:
+def _render_audit(rows: list[dict], total: dict, found: list, os: bool = False) -> None:
     table = Table(title=f"{total['answered']}/{total['hosts']} hosts answered")
     columns = [("host", "host"), ("address", "address"), ("status", "status"), ("L4T", "l4t"),
                ("JetPack", "jetpack"), ("CUDA", "cuda"), ("module", "module"),
                ("mem MiB", "memory_mb"), ("disk free MiB", "disk_free_mb"),
                ("Docker", "docker"), ("runtime", "runtime"), ("compose", "compose"),
                ("apps", "apps")]
+    if os:
+        columns += [("slot", "slot"), ("firmware", "firmware"), ("OS state", "os_state")]
     for title, _ in columns:
         table.add_column(title, overflow="fold")
     for r in rows:

@@ -18,6 +18,7 @@ from packaging.version import InvalidVersion, Version
 
 from fleetctl.errors import InputError
 from fleetctl.facts.hostfacts import HostFacts
+from fleetctl.facts.osfacts import OSFacts
 from fleetctl.facts.probe import ProbeResult
 from fleetctl.sizes import parse_size
 from fleetctl.yamlfile import Located, load_yaml
@@ -101,6 +102,36 @@ def row(result: ProbeResult) -> dict:
             "runtime": ("nvidia (default)" if f.default_runtime == "nvidia" else "nvidia")
             if f.nvidia_runtime else None,
             "compose": f.compose, "apps": apps}
+
+
+def os_columns(facts: HostFacts, os: OSFacts) -> dict:
+    """The OS-update columns of ``audit --os``: boot slots, firmware, and the host's
+    update state (``ok``, or what is unfinished or does not match)."""
+    slot = os.bootloader_slot or "-"
+    if os.active_slot and os.active_slot != os.bootloader_slot:
+        slot += f" (next {os.active_slot})"
+    return {"slot": slot if os.bootloader_slot else None, "firmware": os.fw_version,
+            "capsule_status": os.last_attempt_status, "l4t_core": os.l4t_core,
+            "os_state": "; ".join(os_problems(facts, os)) or "ok"}
+
+
+def os_problems(facts: HostFacts, os: OSFacts) -> list[str]:
+    """What is unfinished or inconsistent in a host's OS: an update under way, dpkg
+    unfinished, a capsule that failed, firmware or dpkg not matching the release."""
+    problems = [{"apt-staged": "mid-update: NVIDIA's apt source moved by an unfinished "
+                               "fleetctl os upgrade",
+                 "reboot-pending": "mid-update: installed, reboot pending"}[w]
+                for w in os.updating]
+    if os.dpkg_broken:
+        problems.append(f"dpkg unfinished: {os.dpkg_broken} (dpkg --audit)")
+    if os.last_attempt_status not in (None, 0):
+        problems.append(f"capsule failed (last_attempt_status {os.last_attempt_status})")
+    if os.fw_version and facts.l4t and os.fw_version != facts.l4t:
+        problems.append(f"firmware R{os.fw_version} but rootfs R{facts.l4t}")
+    if os.l4t_core and facts.l4t and not os.l4t_core.startswith(f"{facts.l4t}-"):
+        problems.append(f"dpkg nvidia-l4t-core {os.l4t_core} but nv_tegra_release "
+                        f"R{facts.l4t}")
+    return problems
 
 
 def summary(results: list[ProbeResult]) -> dict:

@@ -18,7 +18,7 @@ m root_mount; awk '$2 == "/" { print $3, $4 }' /proc/mounts | tail -n 1
 m root_df; df -Pk /var/cache/apt
 m boot_control; cat /etc/nv_boot_control.conf
 m l4t_core; dpkg-query -W -f='${Version}' nvidia-l4t-core
-m dpkg_audit; dpkg --audit | head -n 3
+m dpkg_audit; dpkg --audit | head -n 12
 m updating
 [ -e /etc/apt/sources.list.d/nvidia-l4t-apt-source.list.fleetctl-before ] && echo apt-staged
 [ -e /run/fleetctl-reboot-pending ] && echo reboot-pending

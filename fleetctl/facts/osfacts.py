@@ -40,7 +40,7 @@ class OSFacts:
     root_free_mb: int | None = None         # where apt downloads (/var/cache/apt on /)
     board_spec: str | None = None           # TNSPEC of /etc/nv_boot_control.conf
     l4t_core: str | None = None             # dpkg's nvidia-l4t-core version
-    dpkg_broken: str | None = None          # dpkg --audit's first line: half-installed
+    dpkg_broken: str | None = None          # the packages dpkg --audit names (unfinished)
     updating: tuple[str, ...] = ()          # "apt-staged", "reboot-pending"
 
     @property
@@ -72,7 +72,7 @@ def parse_os_facts(output: str) -> OSFacts:
         root_free_mb=_free_mb(s.get("root_df", "")),
         board_spec=_board_spec(s.get("boot_control", "")),
         l4t_core=_first_line(s.get("l4t_core", ""), 64),
-        dpkg_broken=_first_line(s.get("dpkg_audit", ""), 200),
+        dpkg_broken=_dpkg_audit(s.get("dpkg_audit", "")),
         updating=tuple(w for w in s.get("updating", "").split()
                        if w in ("apt-staged", "reboot-pending")))
 
@@ -89,6 +89,13 @@ def fw_release(text: str) -> str | None:
 def _first_line(text: str, limit: int) -> str | None:
     lines = text.strip().splitlines()
     return lines[0][:limit] if lines else None
+
+
+def _dpkg_audit(text: str) -> str | None:
+    """The packages ``dpkg --audit`` lists (its indented lines), or its first line."""
+    names = [line.split()[0] for line in text.splitlines() if line.startswith(" ")
+             and line.split()]
+    return ", ".join(names)[:200] if names else _first_line(text, 200)
 
 
 def _field(line: str) -> tuple[str, str]:

@@ -145,6 +145,7 @@ class LabHost:
             (dpkg / "info").mkdir()
             for name in L4T_PACKAGES:
                 (dpkg / "info" / f"{name}.list").write_text("/.\n")
+                (dpkg / "info" / f"{name}.md5sums").write_text("")
         (dpkg / "status").write_text(status)
         if spec.cuda:
             cuda = self.disk / "usr_local" / "upper" / "cuda"
