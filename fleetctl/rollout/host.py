@@ -51,13 +51,15 @@ def deploy_host(ctx: Context, record: RolloutRecord, plan: Plan, options: Option
     pending = [e for e in entries if states[e.package].phase not in FINAL_HOST_PHASES]
     if not pending:
         return "done"
-    # a host unreachable mid-way keeps its phase: it is in flight, not deferred
-    conn: Connection | None = _connect_or_defer(
-        ctx, record, host, options,
-        [(e.package, "deferred" if states[e.package].phase in ("pending", "deferred")
-          else states[e.package].phase) for e in pending], "")
-    if conn is None:
-        return "deferred"
+    conn: Connection | None = None
+    if states[pending[0].package].phase != "rebooting":    # l4t waits for the boot itself
+        # a host unreachable mid-way keeps its phase: it is in flight, not deferred
+        conn = _connect_or_defer(
+            ctx, record, host, options,
+            [(e.package, "deferred" if states[e.package].phase in ("pending", "deferred")
+              else states[e.package].phase) for e in pending], "")
+        if conn is None:
+            return "deferred"
     try:
         for position, entry in enumerate(pending):
             try:
@@ -65,6 +67,7 @@ def deploy_host(ctx: Context, record: RolloutRecord, plan: Plan, options: Option
                     outcome, conn = update_l4t(ctx, conn, record, options, entry,
                                                states[entry.package])
                 else:
+                    assert conn is not None
                     outcome = _deploy_package(ctx, conn, record, plan, options, entry,
                                               states[entry.package])
             except SSHFailure as exc:
@@ -240,10 +243,11 @@ def undo_host(ctx: Context, record: RolloutRecord, options: Options, host: str) 
     undo = [s for s in reversed(states)
             if s.phase in ("committed", "locked", "staged", "activated", "reverting",
                            "inconclusive")]
+    # an L4T update in these phases changed the host too (its stage: the apt source)
+    undo += [s for s in states if s.package == OS_PACKAGE and s.phase in
+             ("ready", "activated", "rebooting")]
     if not undo:
         return "nothing to undo"
-    undo += [s for s in states if s.package == OS_PACKAGE and s.phase in
-             ("activated", "rebooting")]
     conn = _connect_or_defer(ctx, record, host, options, [(s.package, s.phase) for s in undo],
                              "rollback deferred: ")
     if conn is None:

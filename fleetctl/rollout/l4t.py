@@ -35,13 +35,16 @@ def read_os(conn: Connection) -> OSFacts:
         raise SSHFailure("garbage output", str(exc)) from None
 
 
-def update_l4t(ctx: Context, conn: Connection, record: RolloutRecord, options: Options,
-               entry: PlanEntry, state: HostState) -> tuple[str, Connection | None]:
-    """Take the host to the entry's L4T release from wherever the journal says it is;
-    (outcome, the connection to go on with: a new one after the reboot, None when the
-    host did not come back)."""
+def update_l4t(ctx: Context, conn: Connection | None, record: RolloutRecord,
+               options: Options, entry: PlanEntry, state: HostState
+               ) -> tuple[str, Connection | None]:
+    """Take the host to the entry's L4T release from wherever the journal says it is
+    (``conn`` is None only while it reboots); (outcome, the connection to go on with: a
+    new one after the reboot, None when the host did not come back)."""
     journal, rid, host = ctx.journal, record.id, entry.host
     target = entry.version or ""
+    if state.phase != "rebooting":
+        assert conn is not None
     if state.phase in ("pending", "deferred"):
         holder = device.lock(conn, OS_PACKAGE, rid, operator(), options.break_lock)
         facts, os = live_facts(conn), read_os(conn)
@@ -143,7 +146,7 @@ def undo_l4t(ctx: Context, conn: Connection, record: RolloutRecord, state: HostS
     """Undo what can be undone of a host's L4T update: a stage (the apt source back);
     an install cannot be undone over apt, which the journal says."""
     journal = ctx.journal
-    if state.phase in ("locked", "staged"):
+    if state.phase in ("locked", "staged", "ready"):
         device.unstage_apt(conn, OS_PACKAGE)
         journal.set_host(record.id, state.host, OS_PACKAGE, "rolled-back",
                          f"nothing was installed; NVIDIA's apt source back at "
