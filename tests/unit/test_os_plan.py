@@ -147,9 +147,17 @@ def test_apps_are_planned_again_for_the_new_release(tmp_path) -> None:
     result = ProbeResult(Host("h", {}, [], "test"), r35)
     os = replace(GOOD, fw_version="35.6.0")
     offline = {"dustynv/ollama": IMAGES}
-    [moves] = plan_os("36.4.4", [(result, os, None)], catalog, None, offline=offline).paths
+    moved = plan_os("36.4.4", [(result, os, None)], catalog, None, offline=offline)
+    [moves] = moved.paths
     assert (moves.kind, moves.notes[-1]) == ("image", "ollama 0.7.0 then runs "
                                                       "0.7.0-r36.4.0-cu126-22.04")
+    rollout = moved.rollout_plan()      # l4t first, then the app on the new release
+    assert (rollout.requests, rollout.packages) == (["l4t:36.4.4"], ["l4t", "ollama"])
+    l4t, app = rollout.entries
+    assert (l4t.package, l4t.action, l4t.source, l4t.current_version, l4t.version) == (
+        "l4t", "upgrade", "image", "35.6.0", "36.4.4")
+    assert (app.package, app.tag, app.current_version) == (
+        "ollama", "0.7.0-r36.4.0-cu126-22.04", "0.7.0")
     only_r35 = [i for i in IMAGES if "r35" in i.tag]
     older = [*only_r35, PlatformImage("0.6.8-r36.4.0-cu126-22.04", digest(68), "amd64",
                                       "linux", 1)]
@@ -158,11 +166,96 @@ def test_apps_are_planned_again_for_the_new_release(tmp_path) -> None:
     assert (other.kind, other.notes[-1]) == ("image", "ollama 0.7.0 has no image for "
                                              "R36.4.4: it then moves to 0.6.8 "
                                              "(0.6.8-r36.4.0-cu126-22.04)")
-    [stuck] = plan_os("36.4.4", [(result, os, None)], catalog, None,
-                      offline={"dustynv/ollama": only_r35}).paths
+    blocked = plan_os("36.4.4", [(result, os, None)], catalog, None,
+                      offline={"dustynv/ollama": only_r35})
+    [stuck] = blocked.paths
     assert stuck.kind == "blocked", stuck.notes
+    assert [(e.package, e.action) for e in blocked.entries] == [("l4t", "blocked")]
     assert stuck.reasons[0].startswith("after the update ollama would have no image for "
                                        "R36.4.4: ")
     down = ProbeResult(Host("h2", {}, [], "test"), None, "refused", "nothing listens")
     plan = plan_os("36.4.4", [(down, None, None)], catalog, None, offline=offline)
     assert plan.unreachable == {"h2": "refused: nothing listens"}
+
+
+UPDATING = ORIN.replace("@@fleetctl:end", """@@fleetctl:l4t_core
+36.4.3-20250107174145
+@@fleetctl:dpkg_audit
+The following packages are only half configured, probably due to problems
+configuring them the first time.  The configuration should be retried using
+dpkg --configure <package> or the configure menu option in dselect:
+ nvidia-l4t-kernel    NVIDIA Kernel Package
+@@fleetctl:updating
+apt-staged
+reboot-pending
+@@fleetctl:end""")
+
+
+def test_the_os_probe_s_update_state() -> None:
+    os = parse_os_facts(UPDATING)
+    assert (os.l4t_core, os.dpkg_broken) == ("36.4.3-20250107174145", "nvidia-l4t-kernel")
+    assert os.updating == ("apt-staged", "reboot-pending")
+    assert (GOOD.l4t_core, GOOD.dpkg_broken, GOOD.updating) == (None, None, ())
+
+
+def orin(l4t: str = "36.4.3", **changes) -> HostFacts:
+    return replace(host(l4t), **{"docker": True, "runtimes": ["nvidia", "runc"], **changes})
+
+
+DONE = replace(GOOD, l4t_core="36.4.3-20250107174145")
+
+
+@pytest.mark.parametrize(("facts", "os", "problem"), [
+    (orin("36.3.0"), DONE, "/etc/nv_tegra_release says R36.3.0, not R36.4.3"),
+    (orin(), replace(DONE, l4t_core="36.3.0-20240506173421"),
+     "dpkg has nvidia-l4t-core 36.3.0-20240506173421, not 36.4.3"),
+    (orin(), replace(DONE, dpkg_broken="nvidia-l4t-kernel"),
+     "dpkg is unfinished (nvidia-l4t-kernel): run 'dpkg --configure -a'"),
+    (orin(), replace(DONE, fw_version="36.3.0", last_attempt_status=6162),
+     "the bootloader capsule failed: ESRT last_attempt_status 6162 (capsule not applied), "
+     "firmware still R36.3.0; the host may not boot again: do not reboot it before the "
+     "firmware is fixed"),
+    (orin(), replace(DONE, fw_version="36.3.0"),
+     "firmware is R36.3.0, not R36.4.3: the bootloader capsule was not applied"),
+    (orin(docker=False, docker_error="Cannot connect to the Docker daemon"), DONE,
+     "Docker does not answer (Cannot connect to the Docker daemon)"),
+    (orin(runtimes=["runc"]), DONE, "Docker has no nvidia runtime (nvidia-container-toolkit)"),
+])
+def test_a_host_back_from_its_update_is_checked(facts, os, problem: str) -> None:
+    from fleetctl.osupdate.verify import update_problems
+
+    assert update_problems("36.4.3", orin(), DONE) == []
+    assert update_problems("36.4.3", facts, os) == [problem]
+
+
+def test_audit_names_an_unfinished_or_inconsistent_os() -> None:
+    from fleetctl.facts.audit import os_columns, os_problems
+
+    assert os_problems(orin(), DONE) == []
+    half = replace(parse_os_facts(UPDATING), fw_version="36.3.0", last_attempt_status=6162)
+    assert os_problems(orin(), half) == [
+        "mid-update: NVIDIA's apt source moved by an unfinished fleetctl os upgrade",
+        "mid-update: installed, reboot pending",
+        "dpkg unfinished: nvidia-l4t-kernel (dpkg --audit)",
+        "capsule failed (last_attempt_status 6162)",
+        "firmware R36.3.0 but rootfs R36.4.3"]
+    assert os_problems(orin("36.3.0"), replace(DONE, fw_version="36.3.0")) == [
+        "dpkg nvidia-l4t-core 36.4.3-20250107174145 but nv_tegra_release R36.3.0"]
+    assert os_columns(orin(), replace(DONE, active_slot="B")) == {
+        "slot": "A (next B)", "firmware": "36.4.3", "capsule_status": 0,
+        "l4t_core": "36.4.3-20250107174145", "os_state": "ok"}
+
+
+def test_the_apt_pin_holds_every_l4t_package_at_the_target_alone() -> None:
+    import re
+
+    from fleetctl.device import apt_pin
+
+    pin = apt_pin("36.4.3")
+    assert pin.startswith("/") and pin.endswith("/")
+    held = re.compile(pin[1:-1])
+    assert held.search("36.4.3-20250107174145")
+    assert held.search("5.15.148-tegra-36.4.3-20250107174145")
+    for other in ("36.4.30-20250107174145", "136.4.3-20250107174145", "36.4.4-2025",
+                  "36x4x3-2025"):
+        assert not held.search(other), other
