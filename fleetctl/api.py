@@ -245,20 +245,26 @@ class Fleet:
     # -- plans ---------------------------------------------------------------------------------
 
     def os_plan(self, target: str, selection: Selection, *,
-                payload_specs: list[str] | None = None,
+                payload_specs: list[str] | None = None, requests: list[str] | None = None,
+                catalog: Catalog | None = None,
                 on_result: Callable[[ProbeResult], None] = lambda _: None) -> OSPlan:
         """Per selected host, the way to L4T ``target`` (apt, image-based or blocked, with
-        the reasons), its apps planned again for the new release."""
+        the reasons), its apps planned again for the new release (and ``requests``, a
+        playbook's packages, as asked). :meth:`OSPlan.rollout_plan` is what
+        :meth:`deploy` runs."""
         try:
             release(target)
         except ValueError as exc:
             raise InputError(f"--to: {exc}") from None
+        catalog = catalog or self.catalog
+        wanted = [parse_request(r) for r in requests or []]
+        catalog.resolve(wanted)
         results = self.probe(selection.required(), refresh=True, on_result=on_result)
         states = probe_os([r.host for r in results if r.ok], self.db,
                           timeout=self.connect_timeout, policy_override=self.host_key_policy)
         return plan_os(target, [(r, *states.get(r.host.name, (None, None))) for r in results],
-                       self.catalog, self.db, ttl=self.registry_ttl,
-                       payload_specs=payload_specs)
+                       catalog, self.db, ttl=self.registry_ttl,
+                       payload_specs=payload_specs, requests=wanted)
 
     def plan(self, requests: list[str], selection: Selection, *, refresh: bool = True,
              max_age: float = 0.0, catalog: Catalog | None = None,
@@ -296,11 +302,17 @@ class Fleet:
                       on_result: Callable[[ProbeResult], None] = lambda _: None
                       ) -> tuple[Plan, Catalog]:
         """Probe a playbook's targets afresh and plan its packages (with its overrides
-        checked against the catalog)."""
+        checked against the catalog); with ``os:``, its L4T update and then the apps."""
         catalog = load_catalog(packages) if packages else self.catalog
         book.apply(catalog)     # an override naming a package not in the catalog fails now
-        plan = self.plan(book.requests, Selection(book.group, book.pattern, book.where),
-                         catalog=catalog, offline=offline, on_result=on_result)
+        selection = Selection(book.group, book.pattern, book.where)
+        if book.os_target:
+            if offline is not None:
+                raise InputError(f"{book.path}: an OS update cannot run from a bundle yet")
+            return self.os_plan(book.os_target, selection, requests=book.requests,
+                                catalog=catalog, on_result=on_result).rollout_plan(), catalog
+        plan = self.plan(book.requests, selection, catalog=catalog, offline=offline,
+                         on_result=on_result)
         return plan, catalog
 
     # -- bundles -------------------------------------------------------------------------------
@@ -392,6 +404,7 @@ class Fleet:
             max_failures=book.max_failures, failure_scope=book.failure_scope,
             unreachable=book.unreachable, gate_timeout=book.gate_timeout, keep=book.keep,
             rollback_all=book.rollback_all, window=window,
+            **({"reboot_timeout": book.reboot_timeout} if book.reboot_timeout else {}),
             playbook={"path": str(book.path.resolve()), "sha256": book.sha256},
             bundle=str(bundle.folder) if bundle else None, **flags)
 

@@ -58,9 +58,11 @@ def after_update(facts: HostFacts, target: str) -> HostFacts:
 def plan_os(target: str, results: list[tuple[ProbeResult, OSFacts | None, str | None]],
             catalog: Catalog, db: StateDB | None, *, ttl: float = 300.0,
             payload_specs: list[str] | None = None,
-            offline: dict[str, list[PlatformImage]] | None = None) -> OSPlan:
+            offline: dict[str, list[PlatformImage]] | None = None,
+            requests: list[Request] | None = None) -> OSPlan:
     """Each host's path to ``target``, its running packages planned again on it (against
-    the registries, or ``offline`` images)."""
+    the registries, or ``offline`` images); ``requests`` (a playbook's packages) are
+    deployed after the update as asked, whether the host runs them or not."""
     paths, unreachable, entries = [], {}, []
     for result, os_facts, error in results:
         name = result.host.name
@@ -68,7 +70,7 @@ def plan_os(target: str, results: list[tuple[ProbeResult, OSFacts | None, str | 
             unreachable[name] = error or f"{result.error}: {result.detail}".rstrip(": ")
             continue
         path = os_path(name, result.facts, os_facts, target, payload_specs)
-        apps = _check_apps(path, result, catalog, db, ttl, offline) \
+        apps = _check_apps(path, result, catalog, db, ttl, offline, requests or []) \
             if path.kind in ("apt", "image") else []
         paths.append(path)
         entries += [_os_entry(path, result), *apps]
@@ -92,25 +94,38 @@ def _os_entry(path: OSPath, result: ProbeResult) -> PlanEntry:
 
 
 def _check_apps(path: OSPath, result: ProbeResult, catalog: Catalog, db: StateDB | None,
-                ttl: float, offline: dict[str, list[PlatformImage]] | None
-                ) -> list[PlanEntry]:
+                ttl: float, offline: dict[str, list[PlatformImage]] | None,
+                requests: list[Request]) -> list[PlanEntry]:
     """The entries of the apps the host runs, planned for the new release (the same
-    version, or another when it has no image there); the host blocked when one has
-    none at all."""
+    version, or another when it has no image there), and of the ``requests``; the host
+    blocked when one has no image there at all."""
     assert result.facts is not None
     after = replace(result, facts=after_update(result.facts, path.target))
     running = {c.package: c.version for c in result.facts.containers
                if c.package in catalog.packages}
     entries = []
+    for request in requests:      # with what they depend on, dependencies first
+        for entry in make_plan(catalog, [request], [after], db, ttl=ttl,
+                               offline=offline).entries:
+            running.pop(entry.package, None)
+            if any(e.package == entry.package for e in entries):
+                continue
+            if entry.blocked:
+                path.kind = "blocked"
+                path.reasons.append(f"after the update {entry.package} would have no image "
+                                    f"for R{path.target}: {entry.reason}")
+                continue
+            path.notes.append(f"{entry.package} {entry.version} then runs {entry.tag}")
+            entries.append(entry)
     for package, version in sorted(running.items()):
         entry = _entry(make_plan(catalog, [Request(package, version)], [after], db, ttl=ttl,
-                                 offline=offline))
+                                 offline=offline), package)
         if entry is not None and not entry.blocked:
             path.notes.append(f"{package} {version} then runs {entry.tag}")
             entries.append(entry)
             continue
         other = _entry(make_plan(catalog, [Request(package)], [after], db, ttl=ttl,
-                                 offline=offline))
+                                 offline=offline), package)
         if other is not None and not other.blocked:
             path.notes.append(f"{package} {version} has no image for R{path.target}: it "
                               f"then moves to {other.version} ({other.tag})")
@@ -123,5 +138,5 @@ def _check_apps(path: OSPath, result: ProbeResult, catalog: Catalog, db: StateDB
     return [] if path.blocked else entries
 
 
-def _entry(plan: Plan) -> PlanEntry | None:
-    return plan.entries[0] if plan.entries else None
+def _entry(plan: Plan, package: str) -> PlanEntry | None:
+    return next((e for e in plan.entries if e.package == package), None)

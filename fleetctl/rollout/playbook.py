@@ -3,7 +3,9 @@
 A playbook names its targets (an inventory group, a pattern, fact selectors),
 the packages with versions, container env and template vars, the strategy
 (steps, canary, pauses, failure policy), health gate overrides per package and
-an optional maintenance window outside of which activation does not start.
+an optional maintenance window outside of which activation does not start. With
+``os: {l4t: 36.4.3}`` it updates the hosts' L4T first, each host's apps (and its
+``packages``, then optional) redeployed for the new release in the same host step.
 Every error names the file and line and says what to write instead.
 """
 
@@ -24,7 +26,8 @@ from fleetctl.rollout.strategy import parse_policy, parse_steps
 from fleetctl.yamlfile import Located, LocatedList, load_yaml
 
 KEYS = {"name", "description", "targets", "packages", "strategy", "health", "window",
-        "analysis"}
+        "analysis", "os"}
+OS_KEYS = {"l4t", "reboot_timeout"}
 TARGET_KEYS = {"group", "pattern", "where"}
 PACKAGE_KEYS = {"name", "version", "env", "secrets", "vars"}
 STRATEGY_KEYS = {"steps", "canary", "pause", "max_failures", "failure_scope", "unreachable",
@@ -128,6 +131,8 @@ class Playbook:
     window: Window | None = None
     #: per package, an analysis replacing the package's, or None: health gate only
     analysis: dict[str, Analysis | None] = field(default_factory=dict)
+    os_target: str | None = None            # ``os.l4t``: the L4T release to update to
+    reboot_timeout: float | None = None     # ``os.reboot_timeout``
 
     @property
     def requests(self) -> list[str]:
@@ -184,8 +189,9 @@ def load_playbook(path: Path) -> Playbook:
         raise fail(doc, unknown[0], f"unknown key {unknown[0]!r}; keys: "
                                     f"{', '.join(sorted(KEYS))}")
     for key in ("name", "targets", "packages"):
-        if key not in doc:
+        if key not in doc and not (key == "packages" and "os" in doc):
             raise fail(doc, key, f"missing key {key!r}")
+    os_section = section(doc, "os", OS_KEYS) if "os" in doc else None
     targets = section(doc, "targets", TARGET_KEYS)
     if not targets.get("group") and not targets.get("pattern"):
         raise fail(doc, "targets", "targets needs a group or a pattern, e.g. "
@@ -202,7 +208,9 @@ def load_playbook(path: Path) -> Playbook:
     return Playbook(
         path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         name=str(doc["name"]), description=str(doc.get("description", "")),
-        packages=_packages(doc, path), group=_text(targets.get("group")),
+        packages=_packages(doc, path) if "packages" in doc or not os_section else (),
+        **(_os(os_section, path) if os_section is not None else {}),
+        group=_text(targets.get("group")),
         pattern=_text(targets.get("pattern")), where=tuple(where), health=health,
         window=window, analysis=_analysis_section(doc, path), **values)
 
@@ -262,6 +270,22 @@ def _packages(doc: Located, path: Path) -> tuple[PackageSpec, ...]:
     if duplicate:
         raise InputError(f"{path}:{raw.line}: package {duplicate!r} is listed twice")
     return tuple(specs)
+
+
+def _os(raw: Located, path: Path) -> dict[str, Any]:
+    from fleetctl.osupdate.paths import release, shown
+
+    if "l4t" not in raw:
+        raise InputError(f"{path}:{raw.line}: os needs l4t, the release to update to, e.g. "
+                         f"{{l4t: 36.4.3}}")
+    try:
+        target = shown(release(str(raw["l4t"])))
+    except ValueError as exc:
+        raise InputError(f"{path}:{raw.line_of('l4t')}: os.l4t: {exc}") from None
+    values: dict[str, Any] = {"os_target": target}
+    if "reboot_timeout" in raw:
+        values["reboot_timeout"] = _duration(raw, "reboot_timeout", path, "os")
+    return values
 
 
 def _strategy(raw: Located, path: Path) -> dict[str, Any]:

@@ -259,3 +259,29 @@ def test_the_apt_pin_holds_every_l4t_package_at_the_target_alone() -> None:
     for other in ("36.4.30-20250107174145", "136.4.3-20250107174145", "36.4.4-2025",
                   "36x4x3-2025"):
         assert not held.search(other), other
+
+
+def test_a_playbook_s_packages_are_deployed_after_the_update_as_asked() -> None:
+    from fleetctl.catalog.packages import Request, load_catalog
+    from fleetctl.facts.probe import ProbeResult
+    from fleetctl.inventory.model import Host
+    from fleetctl.osupdate.plan import plan_os
+
+    from .test_plan_host import IMAGES, ROOT, facts_running
+
+    catalog = load_catalog(ROOT / "packages")
+    bare = replace(facts_running("0.7.0", 35), l4t="35.6.0", cuda="11.4", ubuntu="20.04",
+                   containers=[])
+    result = ProbeResult(Host("h", {}, [], "test"), bare)
+    os = replace(GOOD, fw_version="35.6.0")
+    offline = {"dustynv/ollama": IMAGES}
+    plan = plan_os("36.4.4", [(result, os, None)], catalog, None, offline=offline,
+                   requests=[Request("ollama", "0.7.0")])
+    assert [(e.package, e.action, e.tag) for e in plan.entries] == [
+        ("l4t", "upgrade", None), ("ollama", "install", "0.7.0-r36.4.0-cu126-22.04")]
+    assert plan.paths[0].notes[-1] == "ollama 0.7.0 then runs 0.7.0-r36.4.0-cu126-22.04"
+    stuck = plan_os("36.4.4", [(result, os, None)], catalog, None, offline=offline,
+                    requests=[Request("ollama", "9.9.9")])
+    assert stuck.paths[0].kind == "blocked"
+    assert stuck.paths[0].reasons[0].startswith("after the update ollama would have no "
+                                                "image for R36.4.4: ")

@@ -75,6 +75,15 @@ BAD = [
     ("name: x\ntargets: {group: a}\npackages: [ollama]\nstrategy: {max_failures: 0}\n",
      "book.yml:4: strategy.max_failures: '0' should be a host count"),
     ("name: x\npackages: [ollama]\n", "book.yml:1: missing key 'targets'"),
+    ("name: x\ntargets: {group: a}\nos: {reboot_timeout: 5m}\n",
+     "book.yml:3: os needs l4t, the release to update to"),
+    ("name: x\ntargets: {group: a}\nos:\n  l4t: 36.x\n",
+     "book.yml:4: os.l4t: '36.x' is not an L4T release such as 36.4.4"),
+    ("name: x\ntargets: {group: a}\nos:\n  l4t: 36.4.3\n  reboot_timeout: never\n",
+     "book.yml:5: os.reboot_timeout 'never' is not a duration"),
+    ("name: x\ntargets: {group: a}\nos: {l4t: 36.4.3, slot: B}\n",
+     "book.yml:3: unknown os key 'slot'"),
+    ("name: x\ntargets: {group: a}\n", "book.yml:1: missing key 'packages'"),
 ]
 
 
@@ -84,6 +93,16 @@ def test_bad_playbooks_name_file_and_line(tmp_path: Path, text: str, message: st
     with pytest.raises(InputError) as error:
         load_playbook(tmp_path / "book.yml")
     assert str(error.value).startswith(f"{tmp_path}/{message}"), str(error.value)
+
+
+def test_an_os_playbook_updates_l4t_with_or_without_packages(tmp_path: Path) -> None:
+    shipped = load_playbook(ROOT / "playbooks" / "factory-c-jetpack-6.2.yml")
+    assert (shipped.os_target, shipped.reboot_timeout, shipped.requests) == (
+        "36.4.3", 600.0, ["ollama:0.6.8"])
+    (tmp_path / "book.yml").write_text("name: x\ntargets: {group: a}\nos: {l4t: r36.4}\n")
+    bare = load_playbook(tmp_path / "book.yml")
+    assert (bare.os_target, bare.reboot_timeout, bare.packages) == ("36.4.0", None, ())
+    assert load_playbook(ROOT / "playbooks" / "factory-a-ollama.yml").os_target is None
 
 
 def test_a_health_override_for_a_package_not_in_the_catalog(tmp_path: Path) -> None:
