@@ -245,13 +245,16 @@ class Fleet:
     # -- plans ---------------------------------------------------------------------------------
 
     def os_plan(self, target: str, selection: Selection, *,
-                payload_specs: list[str] | None = None, requests: list[str] | None = None,
+                payload: Path | None = None, requests: list[str] | None = None,
                 catalog: Catalog | None = None,
                 on_result: Callable[[ProbeResult], None] = lambda _: None) -> OSPlan:
         """Per selected host, the way to L4T ``target`` (apt, image-based or blocked, with
         the reasons), its apps planned again for the new release (and ``requests``, a
-        playbook's packages, as asked). :meth:`OSPlan.rollout_plan` is what
-        :meth:`deploy` runs."""
+        playbook's packages, as asked); ``payload``: the image-based OTA payload.
+        :meth:`OSPlan.rollout_plan` is what :meth:`deploy` runs (with ``payload`` in
+        the options)."""
+        from fleetctl.osupdate.payload import read_payload
+
         try:
             release(target)
         except ValueError as exc:
@@ -264,7 +267,7 @@ class Fleet:
                           timeout=self.connect_timeout, policy_override=self.host_key_policy)
         return plan_os(target, [(r, *states.get(r.host.name, (None, None))) for r in results],
                        catalog, self.db, ttl=self.registry_ttl,
-                       payload_specs=payload_specs, requests=wanted)
+                       payload=read_payload(payload) if payload else None, requests=wanted)
 
     def plan(self, requests: list[str], selection: Selection, *, refresh: bool = True,
              max_age: float = 0.0, catalog: Catalog | None = None,

@@ -270,3 +270,21 @@ def reboot(conn: Connection, package: str) -> None:
 def booted(conn: Connection, package: str) -> bool:
     """Whether the host booted since :func:`reboot` (its /run mark is gone)."""
     return _call(conn, package, "os_booted").strip() == "booted"
+
+
+def stage_image(conn: Connection, package: str, staging: str, payload: str,
+                ota_start: str) -> int:
+    """Run ``nv_ota_start.sh`` on the payload staged as blob ``payload`` (its sha256 hex):
+    it writes the other rootfs slot; the current slot stays the next boot's. Returns the
+    slot written (0 or 1)."""
+    out = _call(conn, package, "os_stage_image", APT_TIMEOUT, S=staging, H=payload,
+                OTA_START=ota_start)
+    written = out.strip().rpartition("written ")[2]
+    if written not in ("0", "1"):
+        raise StepFailed(f"os_stage_image: nv_ota_start.sh answered {out.strip()[:80]!r}")
+    return int(written)
+
+
+def next_slot(conn: Connection, package: str, slot: str) -> None:
+    """Make rootfs slot ``A`` or ``B`` the one the next boot uses."""
+    _call(conn, package, "os_next_slot", SLOT="0" if slot == "A" else "1")

@@ -274,3 +274,26 @@ do_os_reboot() {  # a mark in /run (gone after a boot), then reboot once this an
 do_os_booted() {
     if [ -e /run/fleetctl-reboot-pending ]; then echo pending; else echo booted; fi
 }
+
+# The image-based way: the payload arrives as a staged blob ($S/blobs/$H, its sha256
+# checked), NVIDIA's nv_ota_start.sh writes it into the other rootfs slot and makes that
+# slot the next boot's; the stage disarms it again (the current slot boots next) until
+# the activation, so an unplanned reboot does not switch slots.
+do_os_stage_image() {  # S H OTA_START: print the slot written
+    [ -f "$S/blobs/$H" ] || { echo "the payload is not on the host" >&2; exit 1; }
+    command -v "$OTA_START" >/dev/null 2>&1 || {
+        echo "$OTA_START not found: unpack NVIDIA's ota_tools on the host and name its" \
+             "nv_ota_start.sh in fleetctl_nv_ota_start" >&2; exit 1; }
+    mkdir -p /ota "$D" && mv -f "$S/blobs/$H" /ota/ota_payload_package.tar.gz || exit 1
+    cur=$(nvbootctrl get-current-slot) || { echo "nvbootctrl did not answer" >&2; exit 1; }
+    if ! "$OTA_START" /ota/ota_payload_package.tar.gz > "$D/ota.log" 2>&1; then
+        tail -n 1 "$D/ota.log" >&2; rm -f /ota/ota_payload_package.tar.gz; exit 1
+    fi
+    rm -f /ota/ota_payload_package.tar.gz
+    nvbootctrl set-active-boot-slot "$cur" || exit 1
+    echo "written $((1 - cur))"
+}
+
+do_os_next_slot() {  # SLOT (0 or 1): the slot the next boot uses
+    nvbootctrl set-active-boot-slot "$SLOT"
+}

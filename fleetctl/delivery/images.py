@@ -207,6 +207,11 @@ def _staged_bytes(answers: dict[str, str], digest: Digest) -> int:
     return int(value) if value.isdigit() and value.isascii() else 0
 
 
+def staged_bytes(conn: Connection, digest: Digest) -> int:
+    """How much of one blob the host has staged (all of it once sealed)."""
+    return _staged_bytes(_ask(conn, [f"blob {digest.hex}"]), digest)
+
+
 def survey(conn: Connection, images: list[ImageParts]) -> Need:
     """Ask the host which images it has, which layers (by chain id) and which blobs
     are staged, and how far."""

@@ -12,6 +12,8 @@
 - ``disk-full-at-download``: the disk fills right after the next ``apt-get update``.
 - ``reboot-hangs``: the next reboot never comes back (``heal`` powers the host on).
 - ``capsule-not-applied``: reboots leave the firmware as it was, status 6162.
+- ``new-slot-fails-to-boot``: a switch to the other rootfs slot fails; the bootloader
+  marks it unbootable and boots the old slot again.
 """
 
 from __future__ import annotations
@@ -25,14 +27,15 @@ from fleetctl.lab.system import Cgroup, alive, run, spawn, stop
 
 KINDS = ("sshd-down", "hang", "unreachable", "dockerd-down", "disk-full", "slow-link",
          "gpu-saturated", "memory-exhausted", "dpkg-interrupted", "disk-full-at-download",
-         "reboot-hangs", "capsule-not-applied")
+         "reboot-hangs", "capsule-not-applied", "new-slot-fails-to-boot")
 #: faults that the host's own tools (tegrastats, the L4T packages) read in /run/fleetlab
 MARKER_FAULTS = ("gpu-saturated", "memory-exhausted", "dpkg-interrupted",
                  "disk-full-at-download")
 #: faults of a Jetson's firmware and L4T packages
-JETSON_FAULTS = (*MARKER_FAULTS, "reboot-hangs", "capsule-not-applied")
+JETSON_FAULTS = (*MARKER_FAULTS, "reboot-hangs", "capsule-not-applied",
+                 "new-slot-fails-to-boot")
 NFT_TABLE = "fleetlab"
-FILL_FILE = "docker/.fleetlab-fill"
+FILL_FILE = ".fleetlab-fill"
 #: what the disk-full-at-download fault fills the disk with (see lab/host.py)
 DOWNLOAD_FILL = "/var/cache/apt/.fleetlab-fill"
 

@@ -1,9 +1,10 @@
 #!/bin/sh
 # First process of a lab host's mount + UTS namespace (run under `unshare`).
-# Builds the host's private view of the machine, then becomes the anchor that
-# keeps the namespace alive. Arguments: HOST_DIR NAME LAB_DIR USRBIN_OVERLAY JETSON
+# Builds the host's private view of the machine from its booted root filesystem slot,
+# then becomes the anchor that keeps the namespace alive.
+# Arguments: HOST_DIR NAME LAB_DIR USRBIN_OVERLAY JETSON SLOT (a or b)
 set -eu
-HOST_DIR=$1 NAME=$2 LAB_DIR=$3 USRBIN_OVERLAY=$4 JETSON=$5
+HOST_DIR=$1 NAME=$2 LAB_DIR=$3 USRBIN_OVERLAY=$4 JETSON=$5 SLOT=$6
 
 hostname "$NAME"
 mount -t tmpfs -o size=64m,mode=0755 "fleetlab-$NAME-run" /run
@@ -16,10 +17,11 @@ DISK=/run/fleetlab-disk FILES=/run/fleetlab-files
 mkdir -p "$DISK" "$FILES"
 mount --bind "$HOST_DIR/disk" "$DISK"
 mount --bind "$HOST_DIR" "$FILES"
+ROOTFS="$DISK/slot-$SLOT"
 
-overlay() {  # overlay TARGET LAYER: the machine's TARGET below, the host's own files above
+overlay() {  # overlay TARGET LAYER: the machine's TARGET below, the slot's files above
     mount -t overlay "ovl-$NAME-$2" \
-        -o "lowerdir=$1,upperdir=$DISK/$2/upper,workdir=$DISK/$2/work" "$1"
+        -o "lowerdir=$1,upperdir=$ROOTFS/$2/upper,workdir=$ROOTFS/$2/work" "$1"
 }
 overlay /etc etc
 overlay /opt opt
@@ -30,8 +32,9 @@ overlay /var/log var_log
 if [ "$USRBIN_OVERLAY" = yes ]; then overlay /usr/bin usr_bin; fi
 
 for dir in root home tmp; do mount --bind "$DISK/$dir" "/$dir"; done
+mount --bind "$DISK/ssh" /etc/ssh
 mkdir -p /var/lib/docker
-mount --bind "$DISK/docker" /var/lib/docker
+mount --bind "$ROOTFS/docker" /var/lib/docker
 mount --bind "$FILES/meminfo" /proc/meminfo
 if [ "$JETSON" = yes ]; then
     mount --bind "$FILES/fw" /sys/firmware
@@ -39,6 +42,12 @@ if [ "$JETSON" = yes ]; then
     mount -t tmpfs -o size=1m,mode=0755 "fleetlab-$NAME-boot" /boot
     mkdir -p /boot/efi
     if [ -d "$FILES/esp" ]; then mount --bind "$FILES/esp" /boot/efi; fi
+fi
+# the other rootfs slot, which nv_ota_start.sh writes (the lab's stand-in for its partition)
+OTHER=b; [ "$SLOT" = a ] || OTHER=a
+if [ -d "$DISK/slot-$OTHER" ]; then
+    mkdir -p /run/fleetlab-inactive-slot
+    mount --bind "$DISK/slot-$OTHER" /run/fleetlab-inactive-slot
 fi
 umount "$DISK" "$FILES"
 rmdir "$DISK" "$FILES"

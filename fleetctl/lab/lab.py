@@ -19,10 +19,11 @@ import yaml
 
 from fleetctl.errors import InputError, LabError
 from fleetctl.lab import faults
-from fleetctl.lab.host import REBOOT_REQUEST, LabHost
+from fleetctl.lab.host import LabHost
 from fleetctl.lab.images import load_images, push_images
 from fleetctl.lab.l4trepo import start_repo
 from fleetctl.lab.registry import REGISTRY_ADDR, REGISTRY_URL, start_registry, unpacked
+from fleetctl.lab.rootfs import REBOOT_REQUEST
 from fleetctl.lab.spec import HostSpec, LabSpec
 from fleetctl.lab.system import (
     Cgroup,

@@ -20,6 +20,7 @@ from fleetctl.facts.jetson import cuda_for_l4t, jetpack_for_l4t, ubuntu_for_l4t
 from fleetctl.facts.osfacts import OSFacts
 from fleetctl.facts.probe import ProbeResult
 from fleetctl.osupdate.paths import OSPath, os_path
+from fleetctl.osupdate.payload import Payload
 from fleetctl.plan import Plan, PlanEntry, make_plan, site_of
 from fleetctl.state import StateDB
 
@@ -57,28 +58,33 @@ def after_update(facts: HostFacts, target: str) -> HostFacts:
 
 def plan_os(target: str, results: list[tuple[ProbeResult, OSFacts | None, str | None]],
             catalog: Catalog, db: StateDB | None, *, ttl: float = 300.0,
-            payload_specs: list[str] | None = None,
+            payload: Payload | None = None,
             offline: dict[str, list[PlatformImage]] | None = None,
             requests: list[Request] | None = None) -> OSPlan:
     """Each host's path to ``target``, its running packages planned again on it (against
     the registries, or ``offline`` images); ``requests`` (a playbook's packages) are
-    deployed after the update as asked, whether the host runs them or not."""
+    deployed after the update as asked, whether the host runs them or not. ``payload``:
+    the image-based payload (its board specs and size are checked; without it an
+    image-based host is planned but cannot be rolled out)."""
     paths, unreachable, entries = [], {}, []
     for result, os_facts, error in results:
         name = result.host.name
         if result.facts is None or os_facts is None:
             unreachable[name] = error or f"{result.error}: {result.detail}".rstrip(": ")
             continue
-        path = os_path(name, result.facts, os_facts, target, payload_specs)
+        path = os_path(name, result.facts, os_facts, target,
+                       list(payload.board_specs) if payload else None,
+                       payload.size_mb if payload else None)
         apps = _check_apps(path, result, catalog, db, ttl, offline, requests or []) \
             if path.kind in ("apt", "image") else []
         paths.append(path)
-        entries += [_os_entry(path, result), *apps]
+        entries += [_os_entry(path, result, payload), *apps]
     return OSPlan(paths[0].target if paths else target, paths, unreachable, entries)
 
 
-def _os_entry(path: OSPath, result: ProbeResult) -> PlanEntry:
-    """The host's ``l4t`` entry: ``upgrade`` by ``apt`` or ``image``, ``noop``, ``blocked``."""
+def _os_entry(path: OSPath, result: ProbeResult, payload: Payload | None) -> PlanEntry:
+    """The host's ``l4t`` entry: ``upgrade`` by ``apt`` or ``image`` (with the payload's
+    digest), ``noop``, ``blocked``."""
     assert result.facts is not None
     action = {"apt": "upgrade", "image": "upgrade", "current": "noop"}.get(path.kind,
                                                                           "blocked")
@@ -86,8 +92,13 @@ def _os_entry(path: OSPath, result: ProbeResult) -> PlanEntry:
         f"already on R{path.target}" if path.kind == "current" else \
         f"R{path.current} -> R{path.target} by {path.kind}" + \
         "".join(f"; {n}" for n in path.notes)
+    if path.kind == "image" and payload is None:
+        action, reason = "blocked", (f"R{path.current} -> R{path.target} is image-based: "
+                                     f"pass the OTA payload for this board with --payload")
     return PlanEntry(host=path.host, package=OS_PACKAGE, action=action, reason=reason,
                      version=path.target, source=path.kind if action == "upgrade" else None,
+                     digest=payload.digest if action == "upgrade" and path.kind == "image"
+                     else None,
                      current_version=path.current, facts_at=result.probed_at,
                      l4t=result.facts.l4t, module=result.facts.module_short,
                      site=site_of(result.host.vars))
@@ -101,6 +112,8 @@ def _check_apps(path: OSPath, result: ProbeResult, catalog: Catalog, db: StateDB
     blocked when one has no image there at all."""
     assert result.facts is not None
     after = replace(result, facts=after_update(result.facts, path.target))
+    if path.kind == "image":          # the new slot starts with no containers
+        after = replace(after, facts=replace(after.facts, containers=[]))
     running = {c.package: c.version for c in result.facts.containers
                if c.package in catalog.packages}
     entries = []

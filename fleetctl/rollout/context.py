@@ -58,6 +58,7 @@ class Options:
     bundle: str | None = None         # an unpacked bundle: its catalog, blobs only from it
     analysis: bool = True             # False: health gate only (--no-analysis)
     reboot_timeout: float = 600.0     # OS updates: how long a rebooting host may take
+    payload: str | None = None        # OS updates: the image-based OTA payload file
 
     @property
     def policy(self) -> FailurePolicy:

@@ -31,7 +31,7 @@ from fleetctl.rollout.context import (
 )
 from fleetctl.rollout.gate import gate, host_tests
 from fleetctl.rollout.journal import FINAL_HOST_PHASES, HostState, Journal, RolloutRecord, operator
-from fleetctl.rollout.l4t import undo_l4t, update_l4t
+from fleetctl.rollout.l4t import finish_l4t, undo_l4t, update_l4t
 from fleetctl.ssh import Connection, SSHFailure
 
 
@@ -88,11 +88,15 @@ def deploy_host(ctx: Context, record: RolloutRecord, plan: Plan, options: Option
                 outcome = "failed"
             if outcome == "inconclusive":     # its later packages wait for the decision
                 return outcome
-            if outcome not in ("committed", "noop", "ready") or conn is None:
+            if outcome not in ("committed", "noop", "ready", "booted") or conn is None:
                 for later in pending[position + 1:]:
                     journal.set_host(record.id, host, later.package, "skipped",
                                      error=f"not deployed: {entry.package} {outcome}")
+                if entry.package != OS_PACKAGE:   # a new L4T slot goes back with its app
+                    conn = finish_l4t(ctx, conn, record, options, host,
+                                      f"{entry.package} {outcome}")
                 return outcome
+        conn = finish_l4t(ctx, conn, record, options, host, None)
     finally:
         if conn is not None:
             conn.close()
@@ -245,45 +249,54 @@ def undo_host(ctx: Context, record: RolloutRecord, options: Options, host: str) 
                            "inconclusive")]
     # an L4T update in these phases changed the host too (its stage: the apt source)
     undo += [s for s in states if s.package == OS_PACKAGE and s.phase in
-             ("ready", "activated", "rebooting")]
+             ("ready", "rebooting", "booted")]
     if not undo:
         return "nothing to undo"
-    conn = _connect_or_defer(ctx, record, host, options, [(s.package, s.phase) for s in undo],
-                             "rollback deferred: ")
+    conn: Connection | None = _connect_or_defer(
+        ctx, record, host, options, [(s.package, s.phase) for s in undo],
+        "rollback deferred: ")
     if conn is None:
         return "deferred"
-    with conn:
+    try:
         facts = live_facts(conn)
-        for s in undo:
+        for s in undo:              # apps first, the L4T update (the host's first) last
             if s.package == OS_PACKAGE:
-                undo_l4t(ctx, conn, record, s)
-                continue
-            package = ctx.catalog.get(s.package)
-            try:
-                device.lock(conn, s.package, record.id, operator(), options.break_lock)
-                ours = any(c.release == record.id
-                           for c in device.containers(conn, s.package))
-                if s.phase != "committed" and not ours:
-                    # the journal is written after each device step: a controller killed
-                    # between the two leaves "staged" while the release already runs
-                    detail = "nothing had changed"
-                else:
-                    device.switch_to(conn, s.package, s.from_release,
-                                     device.compose_command(facts),
-                                     make_current=s.phase == "committed")
-                    detail = (f"back on release {s.from_release}" if s.from_release
-                              else "removed (nothing ran before)")
-                    if s.from_release:
-                        ok, why = gate(conn, package, s.from_release,
-                                       render_context(ctx, package, host, s.from_release,
-                                                      facts, s.from_version),
-                                       options.gate_timeout, ctx.sleep, clock=ctx.clock)
-                        if not ok:
-                            raise device.StepFailed(f"previous release unhealthy: {why}")
-            except device.StepFailed as exc:
-                journal.set_host(record.id, host, s.package, "revert-failed", error=str(exc))
-                write_audit(ctx, conn, record, s, f"rollback failed ({exc})")
-                continue
-            journal.set_host(record.id, host, s.package, "rolled-back", detail)
-            write_audit(ctx, conn, record, s, "rolled-back")
+                conn = undo_l4t(ctx, conn, record, options, s)
+            elif conn is not None:
+                _undo_package(ctx, conn, record, options, s, facts)
+    finally:
+        if conn is not None:
+            conn.close()
     return "rolled-back"
+
+
+def _undo_package(ctx: Context, conn: Connection, record: RolloutRecord, options: Options,
+                  s: HostState, facts: HostFacts) -> None:
+    """One package back to the release it ran before the rollout."""
+    journal, host = ctx.journal, s.host
+    package = ctx.catalog.get(s.package)
+    try:
+        device.lock(conn, s.package, record.id, operator(), options.break_lock)
+        ours = any(c.release == record.id for c in device.containers(conn, s.package))
+        if s.phase != "committed" and not ours:
+            # the journal is written after each device step: a controller killed
+            # between the two leaves "staged" while the release already runs
+            detail = "nothing had changed"
+        else:
+            device.switch_to(conn, s.package, s.from_release, device.compose_command(facts),
+                             make_current=s.phase == "committed")
+            detail = (f"back on release {s.from_release}" if s.from_release
+                      else "removed (nothing ran before)")
+            if s.from_release:
+                ok, why = gate(conn, package, s.from_release,
+                               render_context(ctx, package, host, s.from_release, facts,
+                                              s.from_version),
+                               options.gate_timeout, ctx.sleep, clock=ctx.clock)
+                if not ok:
+                    raise device.StepFailed(f"previous release unhealthy: {why}")
+    except device.StepFailed as exc:
+        journal.set_host(record.id, host, s.package, "revert-failed", error=str(exc))
+        write_audit(ctx, conn, record, s, f"rollback failed ({exc})")
+        return
+    journal.set_host(record.id, host, s.package, "rolled-back", detail)
+    write_audit(ctx, conn, record, s, "rolled-back")

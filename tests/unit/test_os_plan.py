@@ -4,13 +4,16 @@ way to a target L4T (apt, image-based, blocked with the reason and the fix)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from fleetctl.catalog.imageref import PlatformImage
+from fleetctl.digest import parse_digest
 from fleetctl.facts.hostfacts import HostFacts
 from fleetctl.facts.osfacts import OSFacts, fw_release, parse_os_facts
 from fleetctl.osupdate.paths import os_path, release
+from fleetctl.osupdate.payload import Payload
 
 ORIN = """
 @@fleetctl:begin
@@ -65,6 +68,9 @@ def host(l4t: str | None) -> HostFacts:
 
 
 GOOD = parse_os_facts(ORIN)
+PAYLOAD = Payload(Path("ota_payload_package.tar.gz"), parse_digest("sha256:" + "a" * 64,
+                                                                  "test"), 2**30,
+                  ("3767-300-0005-K.2-1-1-jetson-orin-nano-devkit-",))
 
 
 def path(l4t: str | None, target: str = "36.4.4", os: OSFacts = GOOD, **kwargs):
@@ -147,7 +153,11 @@ def test_apps_are_planned_again_for_the_new_release(tmp_path) -> None:
     result = ProbeResult(Host("h", {}, [], "test"), r35)
     os = replace(GOOD, fw_version="35.6.0")
     offline = {"dustynv/ollama": IMAGES}
-    moved = plan_os("36.4.4", [(result, os, None)], catalog, None, offline=offline)
+    without = plan_os("36.4.4", [(result, os, None)], catalog, None, offline=offline)
+    assert without.entries[0].action == "blocked"       # image-based needs the payload
+    assert "pass the OTA payload for this board with --payload" in without.entries[0].reason
+    moved = plan_os("36.4.4", [(result, os, None)], catalog, None, offline=offline,
+                    payload=PAYLOAD)
     [moves] = moved.paths
     assert (moves.kind, moves.notes[-1]) == ("image", "ollama 0.7.0 then runs "
                                                       "0.7.0-r36.4.0-cu126-22.04")
@@ -156,8 +166,9 @@ def test_apps_are_planned_again_for_the_new_release(tmp_path) -> None:
     l4t, app = rollout.entries
     assert (l4t.package, l4t.action, l4t.source, l4t.current_version, l4t.version) == (
         "l4t", "upgrade", "image", "35.6.0", "36.4.4")
+    assert l4t.digest == PAYLOAD.digest and app.action == "install"     # a new slot
     assert (app.package, app.tag, app.current_version) == (
-        "ollama", "0.7.0-r36.4.0-cu126-22.04", "0.7.0")
+        "ollama", "0.7.0-r36.4.0-cu126-22.04", None)
     only_r35 = [i for i in IMAGES if "r35" in i.tag]
     older = [*only_r35, PlatformImage("0.6.8-r36.4.0-cu126-22.04", digest(68), "amd64",
                                       "linux", 1)]
@@ -276,12 +287,12 @@ def test_a_playbook_s_packages_are_deployed_after_the_update_as_asked() -> None:
     os = replace(GOOD, fw_version="35.6.0")
     offline = {"dustynv/ollama": IMAGES}
     plan = plan_os("36.4.4", [(result, os, None)], catalog, None, offline=offline,
-                   requests=[Request("ollama", "0.7.0")])
+                   requests=[Request("ollama", "0.7.0")], payload=PAYLOAD)
     assert [(e.package, e.action, e.tag) for e in plan.entries] == [
         ("l4t", "upgrade", None), ("ollama", "install", "0.7.0-r36.4.0-cu126-22.04")]
     assert plan.paths[0].notes[-1] == "ollama 0.7.0 then runs 0.7.0-r36.4.0-cu126-22.04"
     stuck = plan_os("36.4.4", [(result, os, None)], catalog, None, offline=offline,
-                    requests=[Request("ollama", "9.9.9")])
+                    requests=[Request("ollama", "9.9.9")], payload=PAYLOAD)
     assert stuck.paths[0].kind == "blocked"
     assert stuck.paths[0].reasons[0].startswith("after the update ollama would have no "
                                                 "image for R36.4.4: ")

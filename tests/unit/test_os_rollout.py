@@ -67,7 +67,7 @@ def test_each_host_is_updated_rebooted_verified_then_its_app_redeployed(tmp_path
     assert fleet.state(record, "h1", "l4t").phase == "committed"
     [done] = [e["detail"] for e in fleet.ctx.journal.events(record.id)
               if (e["host"], e["package"], e["phase"]) == ("h1", "l4t", "committed")]
-    assert "R36.3.0 -> R36.4.3 over apt" in done and "firmware R36.4.3" in done
+    assert "R36.4.3 over apt from R36.3.0" in done and "firmware R36.4.3" in done
     assert any("package=l4t" in line and "result=committed" in line for line in h1.audit)
 
 
@@ -85,7 +85,7 @@ def test_a_failed_stage_changes_nothing_and_stops_the_rollout(tmp_path: Path) ->
     l4t, app = fleet.state(record, "h1", "l4t"), fleet.state(record, "h1", "app")
     assert (l4t.phase, app.phase) == ("failed", "skipped")
     assert l4t.error.startswith("stage: os_stage_apt: E: You don't have enough free space")
-    assert "nothing was installed" in l4t.error
+    assert "nothing changed on the host" in l4t.error
     assert fleet.state(record, "h2", "l4t").phase == "cancelled"
 
 
