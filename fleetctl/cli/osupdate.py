@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -48,6 +49,9 @@ os_app = typer.Typer(
          "Example: fleetctl os upgrade --to 36.4.3 --group factory-c --reboot-timeout 5m",
     no_args_is_help=True)
 app.add_typer(os_app, name="os")
+PayloadOpt = Annotated[Path | None, typer.Option(
+    "--payload", help="The image-based OTA payload (ota_payload_package.tar.gz from "
+                      "l4t_generate_ota_package.sh) for R35.5+ to R36.")]
 PATH_STYLE = {"apt": "green", "image": "cyan", "current": "dim", "blocked": "red"}
 
 
@@ -57,6 +61,7 @@ def os_plan(
     inventory: InventoryOpt = None, group: GroupOpt = None, limit: LimitOpt = None,
     where: WhereOpt = None,
     output: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    payload: PayloadOpt = None,
     timeout: TimeoutOpt = 5.0, host_key_policy: HostKeyOpt = None,
     state_dir: StateDirOpt = None, packages: PackagesOpt = None,
 ) -> None:
@@ -75,7 +80,7 @@ def os_plan(
     fleet = open_fleet(inventory, state_dir, packages, host_key_policy, timeout)
     selection = Selection(group, limit, tuple(where or ())).required()
     with ProbeProgress(err, len(fleet.hosts(selection))) as progress:
-        result = fleet.os_plan(to, selection, on_result=progress.update)
+        result = fleet.os_plan(to, selection, payload=payload, on_result=progress.update)
     if output == "json":
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -97,6 +102,7 @@ def os_upgrade(
     gate_timeout: Annotated[str | None, typer.Option(
         "--gate-timeout", help="The apps' health gate limit \\[default: the package's].")]
     = None,
+    payload: PayloadOpt = None,
     dry_run: DryRunOpt = False, yes: YesOpt = False, stage_only: StageOnlyOpt = False,
     no_analysis: NoAnalysisOpt = False, allow_downgrade: AllowDowngradeOpt = False,
     break_lock: BreakLockOpt = False, report_json: ReportOpt = False, events: EventsOpt = None,
@@ -119,10 +125,11 @@ def os_upgrade(
                             unreachable=unreachable, canaries=canary, pause=pause,
                             gate_timeout=gate_timeout, break_lock=break_lock,
                             stage_only=stage_only, analysis=not no_analysis,
-                            reboot_timeout=reboot_timeout)
+                            reboot_timeout=reboot_timeout,
+                            payload=str(payload.resolve()) if payload else None)
     selection = Selection(group, limit, tuple(where or ())).required()
     with ProbeProgress(err, len(fleet.hosts(selection))) as progress:
-        result = fleet.os_plan(to, selection, on_result=progress.update)
+        result = fleet.os_plan(to, selection, payload=payload, on_result=progress.update)
     (err if report_json else out).print(_table(result))
     execute(fleet, result.rollout_plan(), options, dry_run=dry_run, yes=yes,
             report_json=report_json, allow_downgrade=allow_downgrade)

@@ -139,7 +139,23 @@ SOCS = {
     "tegra186": ("tx2", "6.2"), "tegra210": ("tx1-nano", "5.3"), "tegra124": ("tk1", "3.2"),
 }
 
+#: L4T major release -> the SoC families it supports (Jetson Linux release notes: JetPack
+#: 6 / R36 is for Orin alone, JetPack 5 / R35 for Xavier and Orin, R38 for Thor alone)
+L4T_SOC_FAMILIES = {
+    "32": ("tx1-nano", "tx2", "xavier"), "35": ("xavier", "orin"), "36": ("orin",),
+    "38": ("thor",),
+}
+
 _PART = re.compile(r"p\d{4}-\d{4}")
+
+
+def supports(l4t: str, soc: str | None) -> bool | None:
+    """Whether L4T ``l4t`` runs on SoC ``soc`` (``tegra234``); None when not known."""
+    families = L4T_SOC_FAMILIES.get(_l4t_key(l4t).split(".")[0])
+    family = next((f for s, (f, _) in SOCS.items() if soc and soc.startswith(s)), None)
+    if families is None or family is None:
+        return None
+    return family in families
 
 
 def split_compatible(raw: str) -> list[str]:

@@ -37,8 +37,8 @@ RELEASE_LINES = (
     "# R36 (release), REVISION: 4.7, GCID: 42132812, BOARD: generic, EABI: aarch64, "
     "DATE: Thu Sep 18 22:54:44 UTC 2025",
 )
-#: the SoC repository of each major release's lab hosts (R35: Xavier, R36: Orin)
-SOC = {"35": "t194", "36": "t234"}
+#: the SoC repositories of each major release (R35: Xavier and Orin, R36: Orin alone)
+SOCS = {"35": ("t194", "t234"), "36": ("t234",)}
 KERNEL = {"35": "5.10.216", "36": "5.15.148"}
 L4T_PACKAGES = ("nvidia-l4t-core", "nvidia-l4t-kernel", "nvidia-l4t-bootloader")
 FAULT_DIR = "/run/fleetlab"
@@ -113,18 +113,18 @@ def build_repo(paths: LabPaths) -> Path:
         return root
     arch = run(["dpkg", "--print-architecture"]).stdout.decode().strip()
     build = root / "build"
-    dists: dict[tuple[str, str], list[Path]] = {}
+    dists: set[tuple[str, str]] = set()       # (repository, codename)
     for line in RELEASE_LINES:
         l4t = parse_nv_tegra_release(line)
-        soc = SOC[l4t.split(".")[0]]
-        pool = root / "jetson" / soc / "pool"
-        pool.mkdir(parents=True, exist_ok=True)
-        debs = dists.setdefault((soc, dist_of(l4t)), [])
-        dists.setdefault(("common", dist_of(l4t)), [])
-        for package in packages_for(line):
-            debs.append(_build_deb(build, pool, package, arch))
+        dists.add(("common", dist_of(l4t)))
+        for soc in SOCS[l4t.split(".")[0]]:
+            pool = root / "jetson" / soc / "pool"
+            pool.mkdir(parents=True, exist_ok=True)
+            dists.add((soc, dist_of(l4t)))
+            for package in packages_for(line):
+                _build_deb(build / soc, pool, package, arch)
     home = _key(root)
-    for (repo, dist), _debs in sorted(dists.items()):
+    for repo, dist in sorted(dists):
         base = root / "jetson" / repo
         binary = base / "dists" / dist / "main" / f"binary-{arch}"
         binary.mkdir(parents=True, exist_ok=True)
@@ -159,7 +159,7 @@ def _only(listing: str, dist: str) -> str:
     return "\n".join(keep)
 
 
-def _build_deb(build: Path, pool: Path, package: L4TPackage, arch: str) -> Path:
+def _build_deb(build: Path, pool: Path, package: L4TPackage, arch: str) -> None:
     tree = build / f"{package.name}_{package.version}"
     (tree / "DEBIAN").mkdir(parents=True, exist_ok=True)
     (tree / "DEBIAN" / "control").write_text(
@@ -176,7 +176,6 @@ def _build_deb(build: Path, pool: Path, package: L4TPackage, arch: str) -> Path:
     (share / package.name).write_text(f"{package.version}\n")
     deb = pool / f"{package.name}_{package.version}_{arch}.deb"
     run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(tree), str(deb)])
-    return deb
 
 
 def _key(root: Path) -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fleetctl.facts.hostfacts import HostFacts
+from fleetctl.facts.jetson import supports
 from fleetctl.facts.osfacts import OSFacts
 
 #: the least free space on / for an apt update (community scripts check 5 GB)
@@ -83,6 +84,14 @@ def os_path(host: str, facts: HostFacts, os: OSFacts, target: str,
     if now[0] == 32:
         path.reasons.append("JetPack 4 (R32) cannot be updated over the air to JetPack 5 "
                             "or 6: reflash")
+        return path
+    runs = supports(shown(goal), facts.soc)
+    if runs is not True:
+        module = facts.module_short or facts.soc or "this module"
+        path.reasons.append(f"R{goal[0]} does not support {module}: stay on "
+                            f"R{now[0]}" if runs is False else
+                            f"the module could not be read (no device-tree SoC), so R{goal[0]} "
+                            f"cannot be checked to support it")
         return path
     if now[0] == goal[0]:
         return _apt(path, os)

@@ -128,4 +128,4 @@ def test_hosts_with_no_way_to_the_target_are_refused_with_their_reasons(
     assert result.returncode == 1
     assert "no host can take l4t:36.4.3" in result.stderr
     assert "jetson-a4: JetPack 4 (R32) cannot be updated over the air" in result.stderr
-    assert "jetson-b3: JetPack 5 goes to 6 over the air only from R35.5.0" in result.stderr
+    assert "jetson-b3: R36 does not support xavier-nx: stay on R35" in result.stderr

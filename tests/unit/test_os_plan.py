@@ -63,8 +63,8 @@ def test_the_os_probe_s_answer() -> None:
     assert (fw_release("2294785"), fw_release("0"), fw_release("-1")) == ("35.4.1", None, None)
 
 
-def host(l4t: str | None) -> HostFacts:
-    return HostFacts("h", "aarch64", "5.15", l4t=l4t)
+def host(l4t: str | None, soc: str = "tegra234") -> HostFacts:
+    return HostFacts("h", "aarch64", "5.15", l4t=l4t, soc=soc, module_short="orin-nano")
 
 
 GOOD = parse_os_facts(ORIN)
@@ -296,3 +296,15 @@ def test_a_playbook_s_packages_are_deployed_after_the_update_as_asked() -> None:
     assert stuck.paths[0].kind == "blocked"
     assert stuck.paths[0].reasons[0].startswith("after the update ollama would have no "
                                                 "image for R36.4.4: ")
+
+
+def test_a_release_that_does_not_support_the_module_blocks() -> None:
+    xavier = replace(host("35.6.0", "tegra194"), module_short="xavier-nx")
+    blocked = os_path("h", xavier, replace(GOOD, fw_version="35.6.0"), "36.4.3")
+    assert (blocked.kind, blocked.reasons) == (
+        "blocked", ["R36 does not support xavier-nx: stay on R35"])
+    older = replace(xavier, l4t="35.4.1")
+    assert os_path("h", older, replace(GOOD, fw_version="35.4.1"), "35.6.0").kind == "apt"
+    unknown = os_path("h", host("36.3.0", soc=None), replace(GOOD, fw_version="36.3.0"),
+                      "36.4.3")
+    assert unknown.kind == "blocked" and "module could not be read" in unknown.reasons[0]
