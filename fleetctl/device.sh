@@ -284,12 +284,13 @@ do_os_stage_image() {  # S H OTA_START: print the slot written
     command -v "$OTA_START" >/dev/null 2>&1 || {
         echo "$OTA_START not found: unpack NVIDIA's ota_tools on the host and name its" \
              "nv_ota_start.sh in fleetctl_nv_ota_start" >&2; exit 1; }
-    mkdir -p /ota "$D" && mv -f "$S/blobs/$H" /ota/ota_payload_package.tar.gz || exit 1
+    file="$D/ota/ota_payload_package.tar.gz"
+    mkdir -p "$D/ota" && mv -f "$S/blobs/$H" "$file" || exit 1
     cur=$(nvbootctrl get-current-slot) || { echo "nvbootctrl did not answer" >&2; exit 1; }
-    if ! "$OTA_START" /ota/ota_payload_package.tar.gz > "$D/ota.log" 2>&1; then
-        tail -n 1 "$D/ota.log" >&2; rm -f /ota/ota_payload_package.tar.gz; exit 1
+    if ! "$OTA_START" "$file" > "$D/ota.log" 2>&1; then
+        tail -n 1 "$D/ota.log" >&2; rm -f "$file"; exit 1
     fi
-    rm -f /ota/ota_payload_package.tar.gz
+    rm -f "$file"
     nvbootctrl set-active-boot-slot "$cur" || exit 1
     echo "written $((1 - cur))"
 }

@@ -126,6 +126,8 @@ def os_problems(facts: HostFacts, os: OSFacts) -> list[str]:
         problems.append(f"dpkg unfinished: {os.dpkg_broken} (dpkg --audit)")
     if os.last_attempt_status not in (None, 0):
         problems.append(f"capsule failed (last_attempt_status {os.last_attempt_status})")
+    problems += [f"slot {n} {status}" for n, status in sorted(os.slots.items())
+                 if status != "normal"]
     if os.fw_version and facts.l4t and os.fw_version != facts.l4t:
         problems.append(f"firmware R{os.fw_version} but rootfs R{facts.l4t}")
     if os.l4t_core and facts.l4t and not os.l4t_core.startswith(f"{facts.l4t}-"):

@@ -1,11 +1,12 @@
 # Lab stand-in for NVIDIA's nv_ota_start.sh (image-based OTA, from ota_tools): checks
 # that the payload is made for this board, writes its root filesystem into the other
 # rootfs slot, stages its bootloader capsule in the ESP and makes the other slot the
-# next boot's. It logs to /ota_log as NVIDIA's does. Usage: nv_ota_start.sh PAYLOAD
+# next boot's. It logs to /var/log/ota_log (NVIDIA's logs to /ota_log; a lab host's / is
+# the machine's). Usage: nv_ota_start.sh PAYLOAD
 set -u
 payload=${1:?usage: nv_ota_start.sh PAYLOAD}
-mkdir -p /ota_log || exit 1
-log=/ota_log/ota_$(date +%Y%m%d-%H%M%S).log
+mkdir -p /var/log/ota_log || exit 1
+log=/var/log/ota_log/ota_$(date +%Y%m%d-%H%M%S).log
 fail() { echo "nv_ota_start.sh: $*" | tee -a "$log" >&2; exit 1; }
 target=/run/fleetlab-inactive-slot
 [ -d "$target" ] || fail "no inactive rootfs slot: rootfs A/B is not enabled"

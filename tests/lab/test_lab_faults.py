@@ -129,7 +129,6 @@ def test_bad_releases_are_unhealthy_or_crash_loop(lab: Lab) -> None:
 def test_faults_on_unknown_hosts_are_one_line_errors(lab: Lab) -> None:
     result = fleetctl("lab", "fault", "jetson-zz", "hang", check=False)
     assert result.returncode == 2
-    assert result.stderr.strip().endswith("the lab has: build-server, jetson-a1, jetson-a2, "
-                                          "jetson-a3, jetson-a4, jetson-b1, jetson-b2, "
-                                          "jetson-b3, jetson-b4")
+    assert result.stderr.strip().endswith("the lab has: " + ", ".join(sorted(lab.hosts)))
+    assert "jetson-a1, jetson-a2" in result.stderr
     assert "Traceback" not in result.stderr
