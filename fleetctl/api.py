@@ -313,7 +313,8 @@ class Fleet:
             if offline is not None:
                 raise InputError(f"{book.path}: an OS update cannot run from a bundle yet")
             return self.os_plan(book.os_target, selection, requests=book.requests,
-                                catalog=catalog, on_result=on_result).rollout_plan(), catalog
+                                payload=book.os_payload, catalog=catalog,
+                                on_result=on_result).rollout_plan(), catalog
         plan = self.plan(book.requests, selection, catalog=catalog, offline=offline,
                          on_result=on_result)
         return plan, catalog
@@ -408,6 +409,7 @@ class Fleet:
             unreachable=book.unreachable, gate_timeout=book.gate_timeout, keep=book.keep,
             rollback_all=book.rollback_all, window=window,
             **({"reboot_timeout": book.reboot_timeout} if book.reboot_timeout else {}),
+            payload=str(book.os_payload) if book.os_payload else None,
             playbook={"path": str(book.path.resolve()), "sha256": book.sha256},
             bundle=str(bundle.folder) if bundle else None, **flags)
 

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from fleetctl.errors import LabError
+from fleetctl.facts.jetson import parse_nv_tegra_release
 from fleetctl.lab.boot import BOOT_STATE, BootState, power_on
 from fleetctl.lab.rootfs import write_slot
 from fleetctl.lab.spec import HostSpec
@@ -87,6 +88,14 @@ class LabHost:
     def inside(self, path: str) -> Path:
         """A path as the host sees it, reached from the controller through the anchor."""
         return Path(f"/proc/{self.state.anchor}/root") / path.lstrip("/")
+
+    def l4t(self) -> str | None:
+        """The L4T release the running host's nv_tegra_release names (an update changes
+        it), or the spec's."""
+        try:
+            return parse_nv_tegra_release(self.inside("/etc/nv_tegra_release").read_text())
+        except (OSError, ValueError):
+            return self.spec.l4t
 
     @property
     def docker_socket(self) -> str:

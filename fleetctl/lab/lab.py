@@ -206,7 +206,7 @@ class Lab:
             state = "running"
         return {
             "name": host.spec.name, "address": host.spec.address, "state": state,
-            "groups": list(host.spec.groups), "l4t": host.spec.l4t,
+            "groups": list(host.spec.groups), "l4t": host.l4t() if running else host.spec.l4t,
             "docker": host.spec.docker, "faults": {k: {p: v for p, v in f.items() if p != "pid"}
                                                    for k, f in st.faults.items()},
             "pids": {"anchor": st.anchor, "sshd": st.sshd, "dockerd": st.dockerd},

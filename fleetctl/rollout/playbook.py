@@ -27,7 +27,7 @@ from fleetctl.yamlfile import Located, LocatedList, load_yaml
 
 KEYS = {"name", "description", "targets", "packages", "strategy", "health", "window",
         "analysis", "os"}
-OS_KEYS = {"l4t", "reboot_timeout"}
+OS_KEYS = {"l4t", "reboot_timeout", "payload"}
 TARGET_KEYS = {"group", "pattern", "where"}
 PACKAGE_KEYS = {"name", "version", "env", "secrets", "vars"}
 STRATEGY_KEYS = {"steps", "canary", "pause", "max_failures", "failure_scope", "unreachable",
@@ -133,6 +133,7 @@ class Playbook:
     analysis: dict[str, Analysis | None] = field(default_factory=dict)
     os_target: str | None = None            # ``os.l4t``: the L4T release to update to
     reboot_timeout: float | None = None     # ``os.reboot_timeout``
+    os_payload: Path | None = None          # ``os.payload``, relative to the playbook
 
     @property
     def requests(self) -> list[str]:
@@ -285,6 +286,11 @@ def _os(raw: Located, path: Path) -> dict[str, Any]:
     values: dict[str, Any] = {"os_target": target}
     if "reboot_timeout" in raw:
         values["reboot_timeout"] = _duration(raw, "reboot_timeout", path, "os")
+    if "payload" in raw:
+        if not isinstance(raw["payload"], str) or not raw["payload"]:
+            raise InputError(f"{path}:{raw.line_of('payload')}: os.payload is the path of "
+                             f"an OTA payload file (ota_payload_package.tar.gz)")
+        values["os_payload"] = (path.parent / raw["payload"]).resolve()
     return values
 
 

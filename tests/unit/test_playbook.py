@@ -84,6 +84,8 @@ BAD = [
     ("name: x\ntargets: {group: a}\nos: {l4t: 36.4.3, slot: B}\n",
      "book.yml:3: unknown os key 'slot'"),
     ("name: x\ntargets: {group: a}\n", "book.yml:1: missing key 'packages'"),
+    ("name: x\ntargets: {group: a}\nos:\n  l4t: 36.4.3\n  payload: [a]\n",
+     "book.yml:5: os.payload is the path of an OTA payload file"),
 ]
 
 
@@ -102,6 +104,10 @@ def test_an_os_playbook_updates_l4t_with_or_without_packages(tmp_path: Path) -> 
     (tmp_path / "book.yml").write_text("name: x\ntargets: {group: a}\nos: {l4t: r36.4}\n")
     bare = load_playbook(tmp_path / "book.yml")
     assert (bare.os_target, bare.reboot_timeout, bare.packages) == ("36.4.0", None, ())
+    (tmp_path / "image.yml").write_text("name: x\ntargets: {group: a}\nos:\n  l4t: 36.4.3\n"
+                                        "  payload: ota/payload.tar.gz\n")
+    image = load_playbook(tmp_path / "image.yml")
+    assert image.os_payload == tmp_path / "ota" / "payload.tar.gz"
     assert load_playbook(ROOT / "playbooks" / "factory-a-ollama.yml").os_target is None
 
 
