@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fleetctl.catalog.compose import RenderContext
 from fleetctl.catalog.packages import Catalog, Package
@@ -33,6 +33,9 @@ WORKERS = 16
 #: the version of :meth:`Options.to_json`; a change of fields bumps it, and
 #: :meth:`Options.from_json` reads every earlier one
 OPTIONS_SCHEMA = 1
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -184,9 +187,15 @@ def connect_host(ctx: Context, host: str, timeout: float) -> Connection:
 
 def live_facts(conn: Connection) -> HostFacts:
     """The host's facts right now (the plan's may be stale)."""
-    result = conn.run(PROBE_SCRIPT, command_timeout=60)
+    return run_parsed(conn, PROBE_SCRIPT, parse_probe)
+
+
+def run_parsed(conn: Connection, script: str, parse: Callable[[str], T]) -> T:
+    """Run a probe script on the host and parse its answer; garbage is an SSHFailure
+    (the host answered, but not with the probe's sections)."""
+    result = conn.run(script, command_timeout=60)
     try:
-        return parse_probe(result.stdout)
+        return parse(result.stdout)
     except ProbeOutputError as exc:
         raise SSHFailure("garbage output", str(exc)) from None
 

@@ -20,14 +20,14 @@ from fleetctl import device
 from fleetctl.delivery.images import STAGING, RateLimit, send_blob, staged_bytes
 from fleetctl.device import StepFailed
 from fleetctl.digest import parse_digest
-from fleetctl.facts.hostfacts import HostFacts, ProbeOutputError
+from fleetctl.facts.hostfacts import HostFacts
 from fleetctl.facts.osfacts import OS_SCRIPT, OSFacts, parse_os_facts
 from fleetctl.osupdate.paths import os_path
 from fleetctl.osupdate.plan import OS_PACKAGE
 from fleetctl.osupdate.verify import update_problems
 from fleetctl.plan import PlanEntry
 from fleetctl.rollout.audit import fail, finish, write_audit
-from fleetctl.rollout.context import Context, Options, connect_host, live_facts
+from fleetctl.rollout.context import Context, Options, connect_host, live_facts, run_parsed
 from fleetctl.rollout.journal import HostState, RolloutRecord, operator
 from fleetctl.ssh import Connection, SSHFailure
 
@@ -39,11 +39,7 @@ OTA_START_VAR = "fleetctl_nv_ota_start"
 
 def read_os(conn: Connection) -> OSFacts:
     """The host's OS-update state right now (``os.sh``)."""
-    result = conn.run(OS_SCRIPT, command_timeout=60)
-    try:
-        return parse_os_facts(result.stdout)
-    except ProbeOutputError as exc:
-        raise SSHFailure("garbage output", str(exc)) from None
+    return run_parsed(conn, OS_SCRIPT, parse_os_facts)
 
 
 def update_l4t(ctx: Context, conn: Connection | None, record: RolloutRecord,

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import Lab, fleetctl
+from .test_os_upgrade import reflashed
 
 HOST = "jetson-c2"
 RUNNING = "docker inspect -f '{{.Config.Image}}' $(docker ps -q)"
@@ -27,12 +28,8 @@ WHERE = (f"head -n 1 /etc/nv_tegra_release; nvbootctrl dump-slots-info | "
 
 @pytest.fixture
 def fresh(lab: Lab, tmp_path: Path) -> Iterator[list[str]]:
-    """jetson-c2 as flashed, running ollama 0.6.8 (its r35 image); the common flags."""
-    fleetctl("lab", "reflash", HOST)
-    common = ["-i", lab.status["inventory"], "--state-dir", str(tmp_path)]
-    fleetctl("deploy", "ollama:0.6.8", *common, "--limit", HOST, "--steps", "100%", "--yes")
-    yield common
-    fleetctl("lab", "reflash", HOST)
+    """jetson-c2 as flashed, running ollama 0.6.8's r35 image."""
+    yield from reflashed(lab, tmp_path, HOST)
 
 
 def payload(tmp_path: Path, board: str = HOST) -> Path:

@@ -23,14 +23,20 @@ HOST, OTHER, CURRENT = "jetson-c1", "jetson-b2", "jetson-b1"   # b1 is on R36.4.
 RELEASE = "head -n 1 /etc/nv_tegra_release; cat /etc/apt/sources.list.d/*.list"
 
 
+def reflashed(lab: Lab, tmp_path: Path, host: str) -> Iterator[list[str]]:
+    """``host`` as flashed, running ollama 0.6.8 (its image for the host's release),
+    reflashed again afterwards; yields the common flags."""
+    fleetctl("lab", "reflash", host)
+    common = ["-i", lab.status["inventory"], "--state-dir", str(tmp_path)]
+    fleetctl("deploy", "ollama:0.6.8", *common, "--limit", host, "--steps", "100%", "--yes")
+    yield common
+    fleetctl("lab", "reflash", host)
+
+
 @pytest.fixture
 def fresh(lab: Lab, tmp_path: Path) -> Iterator[list[str]]:
-    """jetson-c1 as flashed, running ollama 0.6.8 (its r36.3 image); the common flags."""
-    fleetctl("lab", "reflash", HOST)
-    common = ["-i", lab.status["inventory"], "--state-dir", str(tmp_path)]
-    fleetctl("deploy", "ollama:0.6.8", *common, "--limit", HOST, "--steps", "100%", "--yes")
-    yield common
-    fleetctl("lab", "reflash", HOST)
+    """jetson-c1 as flashed, running ollama 0.6.8's r36.3 image."""
+    yield from reflashed(lab, tmp_path, HOST)
 
 
 def upgrade(common: list[str], other: str, *flags: str) -> tuple[dict, object]:
@@ -129,3 +135,15 @@ def test_hosts_with_no_way_to_the_target_are_refused_with_their_reasons(
     assert "no host can take l4t:36.4.3" in result.stderr
     assert "jetson-a4: JetPack 4 (R32) cannot be updated over the air" in result.stderr
     assert "jetson-b3: R36 does not support xavier-nx: stay on R35" in result.stderr
+
+
+def test_the_os_playbook_plans_the_update_and_the_apps_for_the_new_release(
+        lab: Lab, tmp_path: Path) -> None:
+    result = fleetctl("run", "playbooks/factory-c-jetpack-6.2.yml", "--check", "-i",
+                      lab.status["inventory"], "--state-dir", str(tmp_path))
+    rows = [line for line in result.stdout.splitlines() if "│ jetson-c" in line]
+    c1 = [r for r in rows if "jetson-c1" in r]
+    assert "l4t" in c1[0] and "upgrade" in c1[0] and "36.4.3 (apt)" in c1[0]
+    assert "ollama" in c1[1] and "0.6.8-r36.4.0-cu126-22.04" in c1[1]
+    c2 = [r for r in rows if "jetson-c2" in r]       # image-based: the playbook has no payload
+    assert "l4t" in c2[0] and "blocked" in c2[0]
