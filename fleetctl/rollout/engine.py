@@ -167,7 +167,7 @@ def _stop(ctx: Context, record: RolloutRecord, plan: Plan, options: Options, ind
     states = states_by_host(journal, record.id)
     to_undo = [h for h in hosts if any(s.phase == "committed" for s in states[h])]
     parallel(lambda h: undo_host(ctx, record, options, h), to_undo)
-    for state in journal.get(record.id).hosts:
+    for state in journal.host_states(record.id):
         # an unreachable host counted as failed keeps its reason
         if state.phase in ("pending", "deferred") and state.host not in failed:
             journal.set_host(record.id, state.host, state.package, "cancelled",

@@ -37,7 +37,7 @@ from fleetctl.ssh import Connection, SSHFailure
 
 def states_by_host(journal: Journal, rollout_id: str) -> dict[str, list[HostState]]:
     result: dict[str, list[HostState]] = {}
-    for state in journal.get(rollout_id).hosts:
+    for state in journal.host_states(rollout_id):
         result.setdefault(state.host, []).append(state)
     return result
 
@@ -117,8 +117,7 @@ def _connect_or_defer(ctx: Context, record: RolloutRecord, host: str, options: O
 
 def _state(journal: Journal, rollout_id: str, host: str, package: str) -> HostState:
     """The journal's current record of one host and package."""
-    return next(s for s in journal.get(rollout_id).hosts
-                if s.host == host and s.package == package)
+    return next(s for s in journal.host_states(rollout_id, host) if s.package == package)
 
 
 def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, plan: Plan,
@@ -243,7 +242,7 @@ def _revert(ctx: Context, conn: Connection, record: RolloutRecord, state: HostSt
 def undo_host(ctx: Context, record: RolloutRecord, options: Options, host: str) -> str:
     """Return one host to what it ran before the rollout, packages in reverse order."""
     journal = ctx.journal
-    states = [s for s in journal.get(record.id).hosts if s.host == host]
+    states = journal.host_states(record.id, host)
     undo = [s for s in reversed(states)
             if s.phase in ("committed", "locked", "staged", "activated", "reverting",
                            "inconclusive")]

@@ -273,14 +273,23 @@ class Journal:
         for key in ("packages", "steps", "options", "plan"):
             row[key] = json.loads(row[key])
         record = RolloutRecord(**row)
-        record.hosts = []
-        for row in self.db.query("SELECT * FROM rollout_hosts WHERE rollout_id = ? "
-                                 "ORDER BY step, rowid", (record.id,)):
-            where = f"journal: rollout {record.id} host {row['host']}"
+        record.hosts = self.host_states(record.id)
+        return record
+
+    def host_states(self, rollout_id: str, host: str | None = None) -> list[HostState]:
+        """A rollout's host states, or one host's, without reading the rollout's plan
+        (a rollout reads its hosts' states after every step of every host)."""
+        sql = "SELECT * FROM rollout_hosts WHERE rollout_id = ?"
+        params: tuple[str, ...] = (rollout_id,)
+        if host is not None:
+            sql, params = sql + " AND host = ?", (rollout_id, host)
+        states = []
+        for row in self.db.query(sql + " ORDER BY step, rowid", params):
+            where = f"journal: rollout {rollout_id} host {row['host']}"
             for key in ("from_digest", "to_digest"):
                 row[key] = optional_digest(row[key], f"{where} {key}")
-            record.hosts.append(HostState(**{k: v for k, v in row.items() if k != "rollout_id"}))
-        return record
+            states.append(HostState(**{k: v for k, v in row.items() if k != "rollout_id"}))
+        return states
 
     def list(self, limit: int = 20) -> list[RolloutRecord]:
         """The latest rollouts, newest first."""

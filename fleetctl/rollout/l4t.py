@@ -191,8 +191,8 @@ def finish_l4t(ctx: Context, conn: Connection | None, record: RolloutRecord,
                options: Options, host: str, failed: str | None) -> Connection | None:
     """After the host's apps: a ``booted`` update commits, or (``failed``: which app, how)
     goes back to the old slot, where the old apps are."""
-    state = next((s for s in ctx.journal.get(record.id).hosts
-                  if s.host == host and s.package == OS_PACKAGE), None)
+    state = next((s for s in ctx.journal.host_states(record.id, host)
+                  if s.package == OS_PACKAGE), None)
     if state is None or state.phase != "booted":
         return conn
     conn = conn or connect_host(ctx, host, options.connect_timeout)
@@ -263,8 +263,8 @@ def _other(slot: str | None) -> str:
 
 
 def _state(ctx: Context, rollout_id: str, host: str) -> HostState:
-    return next(s for s in ctx.journal.get(rollout_id).hosts
-                if s.host == host and s.package == OS_PACKAGE)
+    return next(s for s in ctx.journal.host_states(rollout_id, host)
+                if s.package == OS_PACKAGE)
 
 
 def undo_l4t(ctx: Context, conn: Connection, record: RolloutRecord, options: Options,

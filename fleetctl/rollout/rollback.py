@@ -84,7 +84,7 @@ def _rollback_host(ctx: Context, record: RolloutRecord, package: Package, host: 
                          from_digest=running.digest if running else None,
                          from_version=running.version if running else None,
                          to_digest=to_digest)
-        state = next(s for s in journal.get(record.id).hosts if s.host == host)
+        state = journal.host_states(record.id, host)[0]
         compose = device.compose_command(facts)
         try:
             device.switch_to(conn, name, target, compose, make_current=True)
