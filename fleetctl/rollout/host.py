@@ -47,7 +47,7 @@ def deploy_host(ctx: Context, record: RolloutRecord, plan: Plan, options: Option
     """Every package of the plan on one host, in dependency order; returns the outcome."""
     journal = ctx.journal
     entries = [e for e in plan.entries if e.host == host]
-    states = {s.package: s for s in states_by_host(journal, record.id)[host]}
+    states = {s.package: s for s in journal.host_states(record.id, host)}
     pending = [e for e in entries if states[e.package].phase not in FINAL_HOST_PHASES]
     if not pending:
         return "done"
