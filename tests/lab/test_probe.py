@@ -81,7 +81,7 @@ def test_where_selects_by_facts(lab: Lab, tmp_path: Path) -> None:
     result = audit(lab, tmp_path, "--where", "l4t>=35", "--where", "l4t<36", "--format", "csv")
     lines = result.stdout.splitlines()
     assert lines[0].startswith("host,address,status")
-    assert [line.split(",")[0] for line in lines[1:]] == ["jetson-a3", "jetson-b3"]
+    assert [line.split(",")[0] for line in lines[1:]] == ["jetson-a3", "jetson-b3", "jetson-c2"]
 
 
 def test_unknown_host_key_is_refused_under_strict(lab: Lab, tmp_path: Path) -> None:
