@@ -13,6 +13,7 @@ import ast
 import os
 import re
 import shlex
+import string
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,6 @@ from fleetctl.yamlfile import Located, load_yaml, read_text
 
 DEFAULT_DIR = Path("inventories")
 ENV_VAR = "FLEETCTL_INVENTORY"
-_RANGE = re.compile(r"\[(\d+):(\d+)\]")
 _SECRET = re.compile(r"pass|secret|token|credential|private_key$", re.IGNORECASE)
 _SKIP_SUFFIXES = (".md", ".txt", ".retry", ".pyc", ".cfg", "~", ".orig", ".json")
 
@@ -62,16 +62,49 @@ def _is_inventory_file(path: Path) -> bool:
     return not path.name.startswith(".") and not path.name.endswith(_SKIP_SUFFIXES)
 
 
-def expand_hosts(pattern: str) -> list[str]:
-    """Expand Ansible numeric host ranges: ``web[01:03]`` -> web01, web02, web03."""
-    match = _RANGE.search(pattern)
-    if not match:
+def expand_hosts(pattern: str, where: str = "") -> list[str]:
+    """Expand Ansible host ranges as ansible-core does: ``web[01:03]`` (zero-padded to the
+    start bound's width), ``web[a:c]``, strides ``h[1:10:3]``, several ranges in one
+    name. A malformed range (``h[1:c]``, ``h[3:1]`` of letters) is an InputError at
+    ``where``, as ansible-core refuses it."""
+    if "[" not in pattern:
         return [pattern]
-    start, end = match[1], match[2]
-    width = len(start) if start.startswith("0") else 0
-    head, tail = pattern[:match.start()], pattern[match.end():]
-    return [name for i in range(int(start), int(end) + 1)
-            for name in expand_hosts(f"{head}{str(i).zfill(width)}{tail}")]
+    head, _, rest = pattern.partition("[")
+    body, closed, tail = rest.partition("]")
+    try:
+        if not closed:
+            raise ValueError("a host range needs its closing ]")
+        bounds = body.split(":")
+        if len(bounds) not in (2, 3):
+            raise ValueError("host range must be begin:end or begin:end:step")
+        begin, end = bounds[0] or "0", bounds[1]
+        if not end:
+            raise ValueError("host range must specify end value")
+        width = len(begin) if begin.startswith("0") and len(begin) > 1 else 0
+        if width and width != len(end):
+            raise ValueError("host range must specify equal-length begin and end formats")
+        step = _number(bounds[2]) if len(bounds) == 3 else 1
+        if step == 0:
+            raise ValueError("a host range's step cannot be 0")
+        if begin in string.ascii_letters and end in string.ascii_letters:
+            first, last = string.ascii_letters.index(begin), string.ascii_letters.index(end)
+            if first > last:
+                raise ValueError("host range must have begin <= end")
+            items: list[str] = list(string.ascii_letters[first:last + 1:step])
+        else:
+            items = [str(i) for i in range(_number(begin), _number(end) + 1, step)]
+    except ValueError as exc:
+        raise InputError(f"{where + ': ' if where else ''}host {pattern!r}: {exc}") from None
+    return [name for item in items
+            for name in expand_hosts(f"{head}{item.zfill(width)}{tail}", where)]
+
+
+def _number(bound: str) -> int:
+    try:
+        return int(bound)
+    except ValueError:
+        raise ValueError(f"host range bound {bound!r} is neither a number nor a letter "
+                         f"matching the other bound") from None
 
 
 def redact(variables: dict[str, Any]) -> dict[str, Any]:
@@ -190,7 +223,7 @@ class _Builder:
             host_where = f"{path}:{hosts.line_of(host) if isinstance(hosts, Located) else line}"
             if host_vars is not None and not isinstance(host_vars, dict):
                 raise InputError(f"{host_where}: variables of host {host!r} should be a mapping")
-            for expanded in expand_hosts(str(host)):
+            for expanded in expand_hosts(str(host), host_where):
                 self.add_host(expanded, name, dict(host_vars or {}), host_where)
         group_vars = body.get("vars") or {}
         if not isinstance(group_vars, dict):
@@ -225,7 +258,7 @@ class _Builder:
             if kind == "hosts":
                 name, *assignments = _split_ini(line, where)
                 variables = dict(_ini_assignment(a, where, literal=True) for a in assignments)
-                for expanded in expand_hosts(name):
+                for expanded in expand_hosts(name, where):
                     self.add_host(expanded, section, variables, where)
             elif kind == "vars":
                 key, value = _ini_assignment(line, where, literal=False)

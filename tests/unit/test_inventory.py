@@ -1,5 +1,6 @@
 """Ansible inventories: both formats, variable precedence, patterns, and errors."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -131,8 +132,34 @@ def test_missing_inventory_says_what_to_do(tmp_path: Path) -> None:
 
 
 def test_host_ranges() -> None:
+    """As ansible-core expands them: numbers (padded to the start bound's width),
+    letters, strides, several ranges in one name."""
     assert expand_hosts("cam[08:10]") == ["cam08", "cam09", "cam10"]
     assert expand_hosts("r[1:2]-n[1:2]") == ["r1-n1", "r1-n2", "r2-n1", "r2-n2"]
+    assert expand_hosts("web[a:c]") == ["weba", "webb", "webc"]
+    assert expand_hosts("h[1:10:3]") == ["h1", "h4", "h7", "h10"]
+    assert expand_hosts("h[01:10:4]x") == ["h01x", "h05x", "h09x"]
+    assert expand_hosts("w[1:02]") == ["w1", "w2"]       # no padding: the start is "1"
+    assert expand_hosts("w[:2]") == ["w0", "w1", "w2"]
+    assert expand_hosts("back[3:1]") == []
+
+
+@pytest.mark.parametrize(("host", "why"), [
+    ("h[1:c]", "host range bound 'c' is neither a number nor a letter"),
+    ("h[c:a]", "host range must have begin <= end"),
+    ("h[1:3:0]", "step cannot be 0"),
+    ("h[01:100]", "equal-length begin and end formats"),
+    ("h[1:]", "must specify end value"),
+    ("h[abc]", "must be begin:end or begin:end:step"),
+])
+def test_malformed_ranges_are_refused_at_their_line(tmp_path: Path, host: str,
+                                                     why: str) -> None:
+    ini = write(tmp_path, "hosts.ini", f"[web]\nok1\n{host} site=a\n")
+    with pytest.raises(InputError, match=rf"hosts\.ini:3: host '{re.escape(host)}': .*{why}"):
+        load_inventory(ini)
+    yml = write(tmp_path, "y/hosts.yml", f"all:\n  hosts:\n    ok1:\n    '{host}':\n")
+    with pytest.raises(InputError, match=rf"hosts\.yml:4: host '{re.escape(host)}'"):
+        load_inventory(yml)
 
 
 def test_redact_masks_secrets_only() -> None:
