@@ -257,11 +257,11 @@ class _Builder:
                 continue
             if kind == "hosts":
                 name, *assignments = _split_ini(line, where)
-                variables = dict(_ini_assignment(a, where, literal=True) for a in assignments)
+                variables = dict(_ini_assignment(a, where) for a in assignments)
                 for expanded in expand_hosts(name, where):
                     self.add_host(expanded, section, variables, where)
             elif kind == "vars":
-                key, value = _ini_assignment(line, where, literal=False)
+                key, value = _ini_assignment(line, where)
                 self.groups[section].vars.update(_normalise({key: value}))
             else:
                 pending_children.append((section, line.split()[0], where))
@@ -360,16 +360,15 @@ def _split_ini(line: str, where: str) -> list[str]:
         raise InputError(f"{where}: {exc}; check the quotes") from None
 
 
-def _ini_assignment(text: str, where: str, literal: bool) -> tuple[str, Any]:
+def _ini_assignment(text: str, where: str) -> tuple[str, Any]:
+    """``key=value`` with the value typed as ansible-core types INI values, on host lines
+    and in ``[group:vars]`` alike: a Python literal (``8080``, ``True``, ``[1, 2]``,
+    ``None``, ``1e3``, ``'quoted'``; ``5 # note`` is 5), else the text as written."""
     key, sep, value = text.partition("=")
     key, value = key.strip(), value.strip()
     if not sep or not key:
         raise InputError(f"{where}: expected key=value, got {text!r}")
-    if literal:
-        try:
-            return key, ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            return key, value
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        value = value[1:-1]
-    return key, value
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return key, value

@@ -167,3 +167,17 @@ def test_redact_masks_secrets_only() -> None:
                      "ansible_ssh_private_key_file": "/k", "site": "a"})
     assert masked == {"ansible_become_password": "***", "registry_token": "***",
                       "ansible_ssh_private_key_file": "/k", "site": "a"}
+
+
+def test_ini_values_are_typed_as_ansible_types_them(tmp_path: Path) -> None:
+    """The expected values are what ansible-inventory 2.19 printed for this file."""
+    ini = write(tmp_path, "hosts.ini", "[g]\nh1 hp=8080 hb=True hs=\"a b\" hq='x'\n\n"
+                "[g:vars]\nport=8080\nflag=True\nlst=[1,2]\nnothing=None\nf=1.5\ne=1e3\n"
+                "c=5 # note\nq=\"quoted\"\ns=plain text\nt=yes\nd={\"a\": 1}\nbad=[1,\n"
+                f"deep={'[' * 2000}\n")
+    got = load_inventory(ini).hosts["h1"].vars
+    assert {k: v for k, v in got.items() if k != "deep"} == {
+        "bad": "[1,", "c": 5, "d": {"a": 1}, "e": 1000.0, "f": 1.5, "flag": True, "hb": True,
+        "hp": 8080, "hq": "x", "hs": "a b", "lst": [1, 2], "nothing": None, "port": 8080,
+        "q": "quoted", "s": "plain text", "t": "yes"}
+    assert got["deep"] == "[" * 2000             # too deep for a literal: kept as written
