@@ -87,10 +87,10 @@ TrustOpt = Annotated[list[Path] | None, typer.Option(
 
 # markup=False: every string printed is text, never rich markup (host names, errors and
 # package values come from outside; a host called "[/]" must print as itself)
-out = Console(markup=False)
+out = Console(markup=False, emoji=False)
 if not out.is_terminal:  # tables piped to a file or a pager: do not fold them at 80 columns
-    out = Console(width=max(out.width, 160), markup=False)
-err = Console(stderr=True, markup=False)
+    out = Console(width=max(out.width, 160), markup=False, emoji=False)
+err = Console(stderr=True, markup=False, emoji=False)
 
 
 def styled(*parts: str | tuple[str, str]) -> Text:

@@ -114,9 +114,15 @@ def test_keys_generate_refuses_to_overwrite(tmp_path: Path) -> None:
     assert again.returncode == 2 and f"{tmp_path}/site.key exists" in again.stderr
 
 
-def test_host_names_that_look_like_markup_print_as_they_are(tmp_path: Path) -> None:
+def test_inventory_values_that_look_like_markup_or_emoji_print_as_they_are(
+        tmp_path: Path) -> None:
     inventory = tmp_path / "hosts.yml"
-    inventory.write_text('all:\n  hosts:\n    "[/]": {}\n    "[bold]b1": {}\n')
+    inventory.write_text('all:\n  hosts:\n    b1:\n      ansible_host: "[bold]x[/]"\n'
+                         '    b2:\n      ansible_host: "a:fire:b"\n')
     result = run("inventory", "list", "-i", str(inventory))
     assert result.returncode == 0, result.stderr
-    assert "[/]" in result.stdout and "[bold]b1" in result.stdout
+    assert "[bold]x[/]" in result.stdout and "a:fire:b" in result.stdout
+    ranged = tmp_path / "ranged.yml"        # a host range error's text: begin:end:step
+    ranged.write_text('all:\n  hosts:\n    "[/]": {}\n')
+    failed = run("inventory", "list", "-i", str(ranged))
+    assert "must be begin:end or begin:end:step" in failed.stderr
