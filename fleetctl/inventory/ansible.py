@@ -22,6 +22,9 @@ from fleetctl.inventory.model import Group, Host, Inventory
 from fleetctl.yamlfile import Located, load_yaml, read_text
 
 DEFAULT_DIR = Path("inventories")
+VARS_EXTENSIONS = ("", ".yml", ".yaml", ".json")
+#: an INI section header as ansible-core reads it: [name] or [name:kind], then maybe a comment
+_SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
 ENV_VAR = "FLEETCTL_INVENTORY"
 _SECRET = re.compile(r"pass|secret|token|credential|private_key$", re.IGNORECASE)
 _SKIP_SUFFIXES = (".md", ".txt", ".retry", ".pyc", ".cfg", "~", ".orig", ".json")
@@ -246,10 +249,12 @@ class _Builder:
             if not line or line.startswith(("#", ";")):
                 continue
             if line.startswith("["):
-                if not line.endswith("]"):
-                    raise InputError(f"{where}: section header {line!r} has no closing ']'")
-                section, _, kind = line[1:-1].partition(":")
-                kind = kind or "hosts"
+                header = _SECTION.match(line)
+                if header is None:
+                    raise InputError(f"{where}: section header {line!r} is not [group], "
+                                     f"[group:vars] or [group:children] (a # comment may "
+                                     f"follow it)")
+                section, kind = header[1], header[2] or "hosts"
                 if kind not in ("hosts", "vars", "children"):
                     raise InputError(f"{where}: unknown section kind {kind!r}; use "
                                      f"[{section}], [{section}:vars] or [{section}:children]")
@@ -332,25 +337,36 @@ class _Builder:
     def _load_vars_dirs(self) -> None:
         self.host_file_vars: dict[str, dict[str, Any]] = {}
         for base in self.dirs:
-            for kind in ("group_vars", "host_vars"):
+            for kind, names in (("group_vars", list(self.groups)),
+                                ("host_vars", list(self.host_vars))):
                 folder = base / kind
                 if not folder.is_dir():
                     continue
-                for entry in sorted(folder.iterdir()):
-                    name = entry.stem if entry.is_file() else entry.name
-                    files = sorted(entry.rglob("*")) if entry.is_dir() else [entry]
-                    for f in files:
-                        if not f.is_file() or f.suffix not in ("", ".yml", ".yaml", ".json"):
-                            continue
+                for name in names:     # Ansible ignores files of groups and hosts it lacks
+                    for f in vars_files(folder, name):
                         data = load_yaml(f) or {}
                         if not isinstance(data, dict):
                             raise InputError(f"{f}:1: variables file should be a mapping")
                         if kind == "group_vars":
-                            if name not in self.groups:
-                                continue  # Ansible ignores vars of groups it does not have
                             self.groups[name].vars.update(_normalise(data))
                         else:
                             self.host_file_vars.setdefault(name, {}).update(_normalise(data))
+
+
+def vars_files(folder: Path, name: str) -> list[Path]:
+    """A group's or host's files in ``group_vars/`` or ``host_vars/`` as ansible-core finds
+    them: the first of ``NAME``, ``NAME.yml``, ``NAME.yaml``, ``NAME.json`` that exists
+    (``host_vars/10.0.0.5`` is 10.0.0.5's), and when that is a folder, its files with
+    those extensions, recursively, in name order (hidden ones left out)."""
+    for extension in VARS_EXTENSIONS:
+        path = folder / f"{name}{extension}"
+        if path.is_dir():
+            return sorted(f for f in path.rglob("*") if f.is_file()
+                          and not any(part.startswith(".") for part in f.relative_to(path).parts)
+                          and f.suffix in VARS_EXTENSIONS)
+        if path.is_file():
+            return [path]
+    return []
 
 
 def _split_ini(line: str, where: str) -> list[str]:

@@ -181,3 +181,18 @@ def test_ini_values_are_typed_as_ansible_types_them(tmp_path: Path) -> None:
         "hp": 8080, "hq": "x", "hs": "a b", "lst": [1, 2], "nothing": None, "port": 8080,
         "q": "quoted", "s": "plain text", "t": "yes"}
     assert got["deep"] == "[" * 2000             # too deep for a literal: kept as written
+
+
+def test_vars_files_are_found_as_ansible_finds_them(tmp_path: Path) -> None:
+    """The expected values are what ansible-inventory 2.19 printed for these files: a
+    folder beats a NAME.yml beside it, a host file may have no extension and dots in its
+    name, a group_vars file beats the inventory's inline group vars."""
+    write(tmp_path, "hosts.ini", "[web] # the web hosts\n10.0.0.5 x=inline\n"
+                                 "[web:vars]\ninline=1\nboth=inline\n")
+    write(tmp_path, "group_vars/web/a.yml", "both: folder\nfrom_dir: 1\n")
+    write(tmp_path, "group_vars/web.yml", "both: file\nfrom_file: 1\n")
+    write(tmp_path, "host_vars/10.0.0.5", "hv: 1\n")
+    host = load_inventory(tmp_path / "hosts.ini").hosts["10.0.0.5"]
+    assert host.vars == {"both": "folder", "from_dir": 1, "hv": 1, "inline": 1,
+                         "x": "inline"}
+    assert sorted(host.groups) == ["web"]
