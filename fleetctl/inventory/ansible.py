@@ -150,6 +150,15 @@ class _Builder:
             self.groups[name] = Group(name, where=where)
         return self.groups[name]
 
+    def add_hosts(self, pattern: str, group: str, variables: dict[str, Any],
+                  where: str) -> None:
+        """The hosts a pattern names (``web[01:03]:2222``): ranges expanded, the port a
+        host variable the line's own variables may override, as in ansible-core."""
+        pattern, port = host_and_port(pattern)
+        for name in expand_hosts(pattern, where):
+            self.add_host(name, group, {**({"ansible_port": port} if port else {}),
+                                        **variables}, where)
+
     def add_host(self, name: str, group: str, variables: dict[str, Any], where: str) -> None:
         variables = _normalise(variables)
         if name in self.host_vars:
@@ -226,8 +235,7 @@ class _Builder:
             host_where = f"{path}:{hosts.line_of(host) if isinstance(hosts, Located) else line}"
             if host_vars is not None and not isinstance(host_vars, dict):
                 raise InputError(f"{host_where}: variables of host {host!r} should be a mapping")
-            for expanded in expand_hosts(str(host), host_where):
-                self.add_host(expanded, name, dict(host_vars or {}), host_where)
+            self.add_hosts(str(host), name, dict(host_vars or {}), host_where)
         group_vars = body.get("vars") or {}
         if not isinstance(group_vars, dict):
             raise InputError(f"{path}:{body.line_of('vars')}: {name}.vars should be a mapping")
@@ -263,8 +271,7 @@ class _Builder:
             if kind == "hosts":
                 name, *assignments = _split_ini(line, where)
                 variables = dict(_ini_assignment(a, where) for a in assignments)
-                for expanded in expand_hosts(name, where):
-                    self.add_host(expanded, section, variables, where)
+                self.add_hosts(name, section, variables, where)
             elif kind == "vars":
                 key, value = _ini_assignment(line, where)
                 self.groups[section].vars.update(_normalise({key: value}))
@@ -303,11 +310,13 @@ class _Builder:
                 self.groups["ungrouped"].hosts.append(name)
         self._load_vars_dirs()
         depth = self._depths()
+        priority = {name: _priority(group) for name, group in self.groups.items()}
         hosts: dict[str, Host] = {}
         for name, own_vars in self.host_vars.items():
             member_of = [g for g in self.groups if self._contains(g, name)]
             merged: dict[str, Any] = {}
-            for g in sorted(member_of, key=lambda g: (depth[g], g)):
+            # as ansible-core: shallow groups first, then by ansible_group_priority, name
+            for g in sorted(member_of, key=lambda g: (depth[g], priority[g], g)):
                 merged.update(self.groups[g].vars)
             merged.update(own_vars)
             merged.update(self.host_file_vars.get(name, {}))
@@ -351,6 +360,31 @@ class _Builder:
                             self.groups[name].vars.update(_normalise(data))
                         else:
                             self.host_file_vars.setdefault(name, {}).update(_normalise(data))
+
+
+def _priority(group: Group) -> int:
+    """The group's ``ansible_group_priority`` (default 1), taken out of its variables as
+    ansible-core does; InputError unless a whole number."""
+    value = group.vars.pop("ansible_group_priority", 1)
+    if isinstance(value, bool) or not (isinstance(value, int) or
+                                       (isinstance(value, str) and value.strip().isdigit())):
+        raise InputError(f"{group.where or 'inventory'}: group {group.name}: "
+                         f"ansible_group_priority {value!r} is not a whole number")
+    return int(value)
+
+
+def host_and_port(name: str) -> tuple[str, int | None]:
+    """``host:2222`` or ``[fe80::1]:2222`` as a host name and its port, as ansible-core
+    reads them in inventories (an IPv6 address without brackets has no port)."""
+    if name.startswith("[") and "]:" in name:
+        address, _, port = name[1:].partition("]:")
+        if port.isdigit() and ":" in address:
+            return address, int(port)
+    elif name.count(":") == 1:
+        host, _, port = name.partition(":")
+        if port.isdigit() and host:
+            return host, int(port)
+    return name, None
 
 
 def vars_files(folder: Path, name: str) -> list[Path]:

@@ -196,3 +196,23 @@ def test_vars_files_are_found_as_ansible_finds_them(tmp_path: Path) -> None:
     assert host.vars == {"both": "folder", "from_dir": 1, "hv": 1, "inline": 1,
                          "x": "inline"}
     assert sorted(host.groups) == ["web"]
+
+
+def test_ports_in_host_names_and_group_priority_as_ansible_reads_them(tmp_path: Path) -> None:
+    """The expected values are what ansible-inventory 2.19 printed for this file."""
+    ini = write(tmp_path, "hosts.ini", "[g]\nh1\nh3:2222 x=1\n[k]\nh1\nh4:23 ansible_port=24\n"
+                                       "[g:vars]\nansible_group_priority=10\npv=g\n"
+                                       "[k:vars]\npv=k\n")
+    hosts = load_inventory(ini).hosts
+    assert {name: h.vars for name, h in hosts.items()} == {
+        "h1": {"pv": "g"}, "h3": {"ansible_port": 2222, "pv": "g", "x": 1},
+        "h4": {"ansible_port": 24, "pv": "k"}}
+    assert (hosts["h3"].port, hosts["h4"].port) == (2222, 24)
+    yml = write(tmp_path, "y/hosts.yml", "all:\n  hosts:\n    '[fe80::1]:2200':\n"
+                                         "    'fe80::2':\n")
+    assert {n: h.port for n, h in load_inventory(yml).hosts.items()} == {
+        "fe80::1": 2200, "fe80::2": 22}
+    bad = write(tmp_path, "bad.ini", "[g]\nh1\n[g:vars]\nansible_group_priority=high\n")
+    with pytest.raises(InputError, match=r"bad\.ini:1: group g: ansible_group_priority "
+                                         r"'high' is not a whole number"):
+        load_inventory(bad)
