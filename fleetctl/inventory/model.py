@@ -34,6 +34,18 @@ class Group:
     where: str = ""
 
 
+#: a host pattern term with an index or a slice, as ansible-core reads it
+_SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]+)?)\]$")
+
+
+def split_pattern(pattern: str) -> list[str]:
+    """A pattern's terms as ansible-core splits them: on commas when there are any, else
+    on colons outside ``[...]``."""
+    pattern = pattern.strip()
+    parts = pattern.split(",") if "," in pattern else re.split(r":(?![^\[]*\])", pattern)
+    return [p.strip() for p in parts if p.strip()]
+
+
 @dataclass
 class Host:
     """A host with its effective variables and every group it belongs to."""
@@ -96,57 +108,71 @@ class Inventory:
         return [self.hosts[n] for n in names]
 
     def match(self, pattern: str) -> list[str]:
-        """Host names matching an Ansible pattern, in inventory order."""
-        terms = [t for t in re.split(r"[:,](?![^\[]*\])", pattern.strip()) if t]
+        """Host names matching an Ansible pattern, as ansible-core evaluates it: its
+        plain terms first (in the order they find hosts; ``all`` when there are none),
+        then ``&`` intersections, then ``!`` exclusions. A term matches groups (their
+        hosts in the group's order) and, when it matched no group or is a glob or a
+        ``~regex`` (anchored at the start), hosts; ``web[0]``, ``web[-1]``, ``web[1:3]``,
+        ``web[2:]`` pick from what it matched."""
+        terms = split_pattern(pattern)
         if not terms:
             raise InputError(f"empty host pattern {pattern!r}")
-        union: set[str] = set()
-        intersect: list[set[str]] = []
-        exclude: set[str] = set()
-        for term in terms:
-            if term.startswith("!"):
-                exclude |= self._term(term[1:], pattern, required=False)
-            elif term.startswith("&"):
-                intersect.append(self._term(term[1:], pattern))
+        plain = [t for t in terms if t[0] not in "!&"] or ["all"]
+        ordered = plain + [t for t in terms if t[0] == "&"] + [t for t in terms if t[0] == "!"]
+        hosts: list[str] = []
+        for term in ordered:
+            if term[0] == "!":
+                excluded = set(self._term(term[1:], pattern, required=False))
+                hosts = [h for h in hosts if h not in excluded]
+            elif term[0] == "&":
+                kept = set(self._term(term[1:], pattern))
+                hosts = [h for h in hosts if h in kept]
             else:
-                union |= self._term(term, pattern)
-        for other in intersect:
-            union &= other
-        return [n for n in self.hosts if n in union - exclude]
+                seen = set(hosts)
+                hosts += [h for h in self._term(term, pattern) if h not in seen]
+        return hosts
 
-    def _term(self, term: str, pattern: str, required: bool = True) -> set[str]:
-        if term in ("all", "*"):
-            return set(self.hosts)
-        if term in self.groups:
-            return set(self._group_hosts(term))
-        if term in self.hosts:
-            return {term}
-        if term.startswith("~"):
-            try:
-                regex = re.compile(term[1:])
-            except re.error as exc:
-                raise InputError(f"bad regex in host pattern {pattern!r}: {exc}") from None
-            test = regex.search
-        else:
-            def test(name: str) -> bool:
-                return fnmatch.fnmatchcase(name, term)
-        found = {h for h in self.hosts if test(h)}
-        for g in self.groups:
-            if test(g):
-                found.update(self._group_hosts(g))
-        if required and not found:
+    def _term(self, term: str, pattern: str, required: bool = True) -> list[str]:
+        expression, subscript = term, None
+        if not term.startswith("~"):
+            found = _SUBSCRIPT.match(term)
+            if found:
+                expression = found[1]
+                subscript = (int(found[2]), None) if found[2] is not None else \
+                    (int(found[3]), int(found[5]) if found[5] else -1)
+        try:
+            regex = re.compile(expression[1:] if expression.startswith("~")
+                               else fnmatch.translate(expression))
+        except re.error as exc:
+            raise InputError(f"bad regex in host pattern {pattern!r}: {exc}") from None
+        groups = [g for g in self.groups if regex.match(g)]
+        hosts = [h for g in groups for h in self._group_hosts(g)]
+        if not groups or expression.startswith("~") or any(c in expression for c in ".?*["):
+            hosts += [h for h in self.hosts if regex.match(h)]
+        hosts = list(dict.fromkeys(hosts))
+        if subscript is not None:
+            start, end = subscript
+            if end is None:
+                hosts = [hosts[start]] if -len(hosts) <= start < len(hosts) else []
+            else:
+                hosts = hosts[start:(len(hosts) - 1 if end == -1 else end) + 1]
+        if required and not hosts:
             raise InputError(f"host pattern {pattern!r}: {term!r} matches no host or group in "
                              f"{self._where()}")
-        return found
+        return hosts
 
     def _group_hosts(self, group: str) -> list[str]:
-        members: set[str] = set()
-        stack = [group]
-        while stack:
-            g = self.groups[stack.pop()]
-            members.update(g.hosts)
-            stack.extend(g.children)
-        return [n for n in self.hosts if n in members]
+        """A group's hosts in ansible-core's order: its own, then its children's, level by
+        level."""
+        order, level = [group], [group]
+        while level:
+            level = [c for g in level for c in self.groups[g].children if c not in order]
+            level = list(dict.fromkeys(level))
+            order += level
+        hosts = [h for g in order for h in self.groups[g].hosts]
+        if group == "all":          # every host is in all, wherever it was defined
+            hosts += list(self.hosts)
+        return list(dict.fromkeys(h for h in hosts if h in self.hosts))
 
     def _where(self) -> str:
         return ", ".join(str(s) for s in self.sources)

@@ -81,12 +81,31 @@ def test_connection_vars_and_short_names(tmp_path: Path) -> None:
     ("orin:factory-b-line1", ["line1-cam01", "line2-qa01", "b-line1-1", "b-line1-2"]),
     ("orin,b-line1-2", ["line1-cam01", "line2-qa01", "b-line1-2"]),
     ("line1-cam0*", ["line1-cam01", "line1-cam02", "line1-cam03"]),
-    ("~cam0[13]$", ["line1-cam01", "line1-cam03"]),
+    ("~line1-cam0[13]$", ["line1-cam01", "line1-cam03"]),      # anchored at the start
     ("all:!factory-a", ["b-line1-1", "b-line1-2"]),
-    ("factory-*:&~qa", ["line2-qa01"]),
+    ("factory-*:&~line2-qa", ["line2-qa01"]),
 ])
 def test_patterns(pattern: str, expected: list[str]) -> None:
+    """The expected hosts are what ``ansible PATTERN --list-hosts`` (2.19) lists."""
     assert [h.name for h in load_inventory(EXAMPLE / "factory.yml").select(pattern)] == expected
+
+
+def test_subscripts_leading_operators_and_regexes_as_ansible_evaluates_them(
+        tmp_path: Path) -> None:
+    """The expected hosts, in their order, are what ``ansible PATTERN --list-hosts``
+    (2.19) listed for this file."""
+    inventory = load_inventory(write(tmp_path, "p.ini", "[web]\nweb2\nweb0\nweb1\nweb3\n"
+                                     "[db]\nmyweb2\nd1\n[webapp]\nw9\n"))
+    assert {pattern: inventory.match(pattern) for pattern in (
+        "web[0]", "web[-1]", "web[1:3]", "web[2:]", "~web", "!web", "&web", "web:!web1",
+        "db,web[0]")} == {
+        "web[0]": ["web2"], "web[-1]": ["web3"], "web[1:3]": ["web0", "web1", "web3"],
+        "web[2:]": ["web1", "web3"], "~web": ["web2", "web0", "web1", "web3", "w9"],
+        "!web": ["myweb2", "d1", "w9"], "&web": ["web2", "web0", "web1", "web3"],
+        "web:!web1": ["web2", "web0", "web3"], "db,web[0]": ["myweb2", "d1", "web2"]}
+    for nothing in ("~eb", "web[9]"):           # Ansible matches nothing: fleetctl refuses
+        with pytest.raises(InputError, match="matches no host or group"):
+            inventory.match(nothing)
 
 
 def test_group_and_limit_together() -> None:
