@@ -127,9 +127,10 @@ class Inventory:
             elif term[0] == "&":
                 kept = set(self._term(term[1:], pattern))
                 hosts = [h for h in hosts if h in kept]
-            else:
+            else:               # a host's own name wins over a group of that name
+                found = [term] if term in self.hosts else self._term(term, pattern)
                 seen = set(hosts)
-                hosts += [h for h in self._term(term, pattern) if h not in seen]
+                hosts += [h for h in found if h not in seen]
         return hosts
 
     def _term(self, term: str, pattern: str, required: bool = True) -> list[str]:

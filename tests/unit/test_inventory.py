@@ -103,6 +103,8 @@ def test_subscripts_leading_operators_and_regexes_as_ansible_evaluates_them(
         "web[2:]": ["web1", "web3"], "~web": ["web2", "web0", "web1", "web3", "w9"],
         "!web": ["myweb2", "d1", "w9"], "&web": ["web2", "web0", "web1", "web3"],
         "web:!web1": ["web2", "web0", "web3"], "db,web[0]": ["myweb2", "d1", "web2"]}
+    same = load_inventory(write(tmp_path, "s.ini", "[h1]\nx\n[g]\nh1\n"))
+    assert (same.match("h1"), same.match("h1:x")) == (["h1"], ["h1", "x"])
     for nothing in ("~eb", "web[9]"):           # Ansible matches nothing: fleetctl refuses
         with pytest.raises(InputError, match="matches no host or group"):
             inventory.match(nothing)
