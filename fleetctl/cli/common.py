@@ -79,6 +79,8 @@ CanaryOpt = Annotated[list[str] | None, typer.Option("--canary", help="Host(s) f
                                                      "step.")]
 PauseOpt = Annotated[str | None, typer.Option("--pause", help="Between steps: a duration (5m) "
                                               "or 'manual' (rollout promote).")]
+GateTimeoutOpt = Annotated[str | None, typer.Option(
+    "--gate-timeout", help="Health gate limit \\[default: the package's].")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Plan, show, stop.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 TrustOpt = Annotated[list[Path] | None, typer.Option(

@@ -153,20 +153,20 @@ def lab_reflash(host: Annotated[str, typer.Argument(help="Lab host name.")]) -> 
 def lab_ota_payload(
     host: Annotated[str, typer.Argument(help="The lab host whose board it is for.")],
     to: Annotated[str, typer.Option("--to", help="The L4T release it installs, e.g. 36.4.3.")],
-    out: Annotated[Path, typer.Option("--out", help="Where to write it.")] =
+    output: Annotated[Path, typer.Option("--out", help="Where to write it.")] =
     Path("ota_payload_package.tar.gz"),
     spec: Annotated[Path, typer.Option("--spec", help="Host spec file (YAML).")] = DEFAULT_SPEC,
 ) -> None:
     """Make an image-based OTA payload for a lab host's board (the lab's stand-in for
     NVIDIA's l4t_generate_ota_package.sh), for 'fleetctl os upgrade --payload'.
 
-    Example: fleetctl lab ota-payload jetson-a3 --to 36.4.3 --out /tmp/r36.4.3-xavier.tar.gz
+    Example: fleetctl lab ota-payload jetson-c2 --to 36.4.3 --out /tmp/payload.tar.gz
     """
     from fleetctl.lab.payload import make_payload
     from fleetctl.lab.spec import load_spec
 
     lab_spec = load_spec(spec)
-    made = make_payload(_lab_paths(), lab_spec.host(host), to, out)
-    out.chmod(0o644)
-    out_size = made.stat().st_size
-    print(f"{made}: {out_size:,} bytes, R{to} for {host}'s board")
+    made = make_payload(_lab_paths(), lab_spec.host(host), to, output)
+    made.chmod(0o644)
+    out.print(f"{made}: {made.stat().st_size:,} bytes, R{to} for {host}'s board",
+              highlight=False)

@@ -18,6 +18,7 @@ from fleetctl.cli.common import (
     DryRunOpt,
     EventsOpt,
     FailureScopeOpt,
+    GateTimeoutOpt,
     GroupOpt,
     HostKeyOpt,
     InventoryOpt,
@@ -99,9 +100,7 @@ def os_upgrade(
     reboot_timeout: Annotated[str, typer.Option(
         "--reboot-timeout", help="How long a rebooting host may take to answer again.")]
     = "10m",
-    gate_timeout: Annotated[str | None, typer.Option(
-        "--gate-timeout", help="The apps' health gate limit \\[default: the package's].")]
-    = None,
+    gate_timeout: GateTimeoutOpt = None,
     payload: PayloadOpt = None,
     dry_run: DryRunOpt = False, yes: YesOpt = False, stage_only: StageOnlyOpt = False,
     no_analysis: NoAnalysisOpt = False, allow_downgrade: AllowDowngradeOpt = False,

@@ -19,6 +19,7 @@ from fleetctl.cli.common import (
     DryRunOpt,
     EventsOpt,
     FailureScopeOpt,
+    GateTimeoutOpt,
     GroupOpt,
     HostKeyOpt,
     InventoryOpt,
@@ -63,8 +64,7 @@ def deploy(
     steps: StepsOpt = "1,100%", max_failures: MaxFailuresOpt = "1",
     failure_scope: FailureScopeOpt = "step", unreachable: UnreachableOpt = "deferred",
     canary: CanaryOpt = None, pause: PauseOpt = None,
-    gate_timeout: Annotated[str | None, typer.Option("--gate-timeout", help="Health gate "
-                                                     "limit \\[default: the package's].")] = None,
+    gate_timeout: GateTimeoutOpt = None,
     plan_file: Annotated[Path | None, typer.Option("--plan", help="Execute this plan file "
                                                    "(refused when stale).")] = None,
     dry_run: DryRunOpt = False, yes: YesOpt = False,

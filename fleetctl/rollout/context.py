@@ -137,6 +137,10 @@ class Context:
     limits: dict[str, RateLimit] = field(default_factory=dict)     # site -> uplink cap
     tests: TestPool | None = None      # children that run package tests; None: one each
 
+    def site_limit(self, site: str | None) -> RateLimit:
+        """The uplink cap shared by everything sent to ``site`` (none unless set)."""
+        return self.limits.setdefault(site or "-", RateLimit(None))
+
 
 def with_delivery(ctx: Context, options: Options, plan: Plan) -> Context:
     """The context with the blob store and the per-site rate limits ssh delivery uses,

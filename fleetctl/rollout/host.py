@@ -10,7 +10,6 @@ from fleetctl.catalog.packages import Package
 from fleetctl.delivery.images import (
     Delivered,
     ImageParts,
-    RateLimit,
     deliver_direct,
     image_parts,
     local_tag,
@@ -116,8 +115,10 @@ def _connect_or_defer(ctx: Context, record: RolloutRecord, host: str, options: O
 
 
 def _state(journal: Journal, rollout_id: str, host: str, package: str) -> HostState:
-    """The journal's current record of one host and package."""
-    return next(s for s in journal.host_states(rollout_id, host) if s.package == package)
+    """The journal's current record of one host and package (the rollout has it)."""
+    state = journal.host_state(rollout_id, host, package)
+    assert state is not None
+    return state
 
 
 def _deploy_package(ctx: Context, conn: Connection, record: RolloutRecord, plan: Plan,
@@ -208,8 +209,8 @@ def _deliver(ctx: Context, conn: Connection, entry: PlanEntry) -> tuple[ImagePar
     """The entry's image onto the host over its SSH connection (if it is not there)."""
     assert ctx.blobs is not None and entry.target
     parts = image_parts(ctx.blobs, entry.target)
-    limit = ctx.limits.setdefault(entry.site or "-", RateLimit(None))
-    return parts, deliver_direct(conn, entry.host, [parts], ctx.blobs, limit)
+    return parts, deliver_direct(conn, entry.host, [parts], ctx.blobs,
+                                 ctx.site_limit(entry.site))
 
 
 def _revert(ctx: Context, conn: Connection, record: RolloutRecord, state: HostState,

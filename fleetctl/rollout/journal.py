@@ -276,6 +276,11 @@ class Journal:
         record.hosts = self.host_states(record.id)
         return record
 
+    def host_state(self, rollout_id: str, host: str, package: str) -> HostState | None:
+        """One host's state for one package in a rollout, or None when it has none."""
+        return next((s for s in self.host_states(rollout_id, host) if s.package == package),
+                    None)
+
     def host_states(self, rollout_id: str, host: str | None = None) -> list[HostState]:
         """A rollout's host states, or one host's, without reading the rollout's plan
         (a rollout reads its hosts' states after every step of every host)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fleetctl import device
-from fleetctl.delivery.images import STAGING, RateLimit, send_blob, staged_bytes
+from fleetctl.delivery.images import STAGING, send_blob, staged_bytes
 from fleetctl.device import StepFailed
 from fleetctl.digest import parse_digest
 from fleetctl.facts.hostfacts import HostFacts
@@ -57,7 +57,9 @@ def update_l4t(ctx: Context, conn: Connection | None, record: RolloutRecord,
         journal.set_host(rid, host, OS_PACKAGE, "locked",
                          f"device lock taken{f' (broke {holder})' if holder else ''}",
                          from_version=facts.l4t, from_release=os.bootloader_slot, error=None)
-        state = _state(ctx, rid, host)
+        locked = ctx.journal.host_state(rid, host, OS_PACKAGE)   # with from_version/_release
+        assert locked is not None
+        state = locked
         path = os_path(host, facts, os, target)
         if path.kind == "current":
             finish(ctx, conn, record, state, "noop", f"already on R{target}")
@@ -116,9 +118,8 @@ def _stage(ctx: Context, conn: Connection, options: Options, entry: PlanEntry) -
     if not options.payload or entry.digest is None:
         raise StepFailed("image-based: the rollout has no OTA payload (--payload)")
     digest = parse_digest(entry.digest, "plan: l4t digest")
-    limit = ctx.limits.setdefault(entry.site or "-", RateLimit(None))
     have = staged_bytes(conn, digest)
-    sent = send_blob(conn, Path(options.payload), digest, have, limit)
+    sent = send_blob(conn, Path(options.payload), digest, have, ctx.site_limit(entry.site))
     ota_start = str(ctx.hosts[entry.host].vars.get(OTA_START_VAR, "nv_ota_start.sh"))
     slot = device.stage_image(conn, OS_PACKAGE, STAGING, digest.hex, ota_start)
     resumed = f", resumed after {have:,} bytes" if have and sent else ""
@@ -191,8 +192,7 @@ def finish_l4t(ctx: Context, conn: Connection | None, record: RolloutRecord,
                options: Options, host: str, failed: str | None) -> Connection | None:
     """After the host's apps: a ``booted`` update commits, or (``failed``: which app, how)
     goes back to the old slot, where the old apps are."""
-    state = next((s for s in ctx.journal.host_states(record.id, host)
-                  if s.package == OS_PACKAGE), None)
+    state = ctx.journal.host_state(record.id, host, OS_PACKAGE)
     if state is None or state.phase != "booted":
         return conn
     conn = conn or connect_host(ctx, host, options.connect_timeout)
@@ -260,11 +260,6 @@ def _wait_for_boot(ctx: Context, host: str, options: Options,
 
 def _other(slot: str | None) -> str:
     return "A" if slot == "B" else "B"
-
-
-def _state(ctx: Context, rollout_id: str, host: str) -> HostState:
-    return next(s for s in ctx.journal.host_states(rollout_id, host)
-                if s.package == OS_PACKAGE)
 
 
 def undo_l4t(ctx: Context, conn: Connection, record: RolloutRecord, options: Options,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from fleetctl import device
 from fleetctl.delivery.images import (
-    RateLimit,
     Seed,
     clean,
     declared_size,
@@ -74,8 +73,7 @@ def _seed_site(ctx: Context, record: RolloutRecord, options: Options, site: str,
                          strict=True))
         blobs = {d: store.ensure(ref, d, max_size=declared_size(every_image, d))
                  for need in needs.values() for d, ref in need.blobs.items()}
-        limit = ctx.limits.setdefault(site, RateLimit(None))
-        sent, resumed = stage_for_peers(seed_conn, blobs, limit)
+        sent, resumed = stage_for_peers(seed_conn, blobs, ctx.site_limit(site))
         for image in needs[seed_host].images:
             load(seed_conn, image)
         note(seed_host, "delivery", f"seed of site {site}: {len(blobs)} blobs, {sent:,} bytes "
