@@ -247,7 +247,7 @@ def stage_apt(conn: Connection, package: str, target: str) -> str:
     major, minor = target.split(".")[:2]
     out = _call(conn, package, "os_stage_apt", APT_TIMEOUT, DIST=f"r{major}.{minor}",
                 TARGET=target, PINV=apt_pin(target))
-    return out.strip().rpartition("staged ")[2]
+    return out.strip().rpartition("staged ")[2][:80]     # the device's word, capped
 
 
 def unstage_apt(conn: Connection, package: str) -> None:
@@ -259,7 +259,7 @@ def install_apt(conn: Connection, package: str, target: str) -> str:
     """``apt-get dist-upgrade`` what was staged; StepFailed unless dpkg ends clean with
     ``nvidia-l4t-core`` at ``target``. Returns the version installed."""
     out = _call(conn, package, "os_install_apt", APT_TIMEOUT, TARGET=target)
-    return out.strip().rpartition("installed ")[2]
+    return out.strip().rpartition("installed ")[2][:80]
 
 
 def reboot(conn: Connection, package: str) -> None:

@@ -308,3 +308,36 @@ def test_a_release_that_does_not_support_the_module_blocks() -> None:
     unknown = os_path("h", host("36.3.0", soc=None), replace(GOOD, fw_version="36.3.0"),
                       "36.4.3")
     assert unknown.kind == "blocked" and "module could not be read" in unknown.reasons[0]
+
+
+def test_a_payload_is_hashed_and_read_or_refused(tmp_path: Path) -> None:
+    import hashlib
+    import io
+    import tarfile
+
+    from fleetctl.errors import InputError
+    from fleetctl.osupdate.payload import MAX_SPECS, read_payload
+
+    def payload(name: str, members: dict[str, bytes]) -> Path:
+        path = tmp_path / name
+        with tarfile.open(path, "w:gz") as archive:
+            for member, data in members.items():
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+        return path
+
+    good = payload("good.tar.gz", {"ota_board_specs.conf": b"# boards\nA-1\n\nB-2\n",
+                                    "rootfs/etc/x": b"x"})
+    read = read_payload(good)
+    assert read.board_specs == ("A-1", "B-2")
+    assert read.digest == f"sha256:{hashlib.sha256(good.read_bytes()).hexdigest()}"
+    (tmp_path / "plain.txt").write_text("not a tar")
+    for bad, why in ((tmp_path / "plain.txt", "not a gzipped tar"),
+                     (payload("nospecs.tar.gz", {"rootfs/etc/x": b"x"}),
+                      "no ota_board_specs.conf in it"),
+                     (payload("huge.tar.gz", {"ota_board_specs.conf": b"A" * (MAX_SPECS + 1)}),
+                      "is larger than"),
+                     (tmp_path / "missing.tar.gz", "cannot read")):
+        with pytest.raises(InputError, match=why):
+            read_payload(bad)
