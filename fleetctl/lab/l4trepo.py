@@ -11,14 +11,11 @@ postinst kills dpkg when the host has the ``dpkg-interrupted`` fault.
 
 from __future__ import annotations
 
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetctl.errors import LabError
 from fleetctl.facts.jetson import parse_nv_tegra_release, release_line_date
-from fleetctl.lab.system import Cgroup, LabPaths, alive, run, spawn
+from fleetctl.lab.system import LabPaths, run, start_http_daemon
 
 APT_ADDR = "127.0.0.1:8010"
 APT_URL = f"http://{APT_ADDR}"
@@ -190,30 +187,12 @@ def _key(root: Path) -> Path:
 def start_repo(paths: LabPaths) -> int:
     """Serve the repository on :data:`APT_ADDR` (unless it answers already)."""
     root = build_repo(paths)
-    pid_file = root / "pid"
-    if pid_file.exists() and alive(int(pid_file.read_text())) and _ready():
-        return int(pid_file.read_text())
-    cgroup = Cgroup("aptrepo")
-    cgroup.create()
     host, port = APT_ADDR.rsplit(":", 1)
-    pid = spawn(["python3", "-m", "http.server", "--bind", host, "--directory", str(root),
-                 port], root / "http.log", cgroup)
-    pid_file.write_text(str(pid))
-    deadline = time.monotonic() + 10
-    while not _ready():
-        if not alive(pid) or time.monotonic() > deadline:
-            raise LabError(f"the lab apt repository did not answer on {APT_ADDR}; see "
-                           f"{root / 'http.log'}")
-        time.sleep(0.05)
-    return pid
-
-
-def _ready() -> bool:
-    try:
-        with urllib.request.urlopen(f"{APT_URL}/public.asc", timeout=1) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
+    return start_http_daemon(
+        "apt repository", ["python3", "-m", "http.server", "--bind", host, "--directory",
+                           str(root), port],
+        root / "http.log", root / "pid", "aptrepo", APT_ADDR, f"{APT_URL}/public.asc",
+        timeout=10)
 
 
 def apt_source(l4t: str, soc: str) -> str:

@@ -7,12 +7,10 @@ docker-registry would start a system service listening on every address.
 
 from __future__ import annotations
 
-import time
-import urllib.request
 from pathlib import Path
 
 from fleetctl.errors import LabError
-from fleetctl.lab.system import Cgroup, LabPaths, alive, run, spawn
+from fleetctl.lab.system import LabPaths, run, start_http_daemon
 
 REGISTRY_ADDR = "127.0.0.1:5000"
 REGISTRY_URL = f"http://{REGISTRY_ADDR}"
@@ -66,31 +64,9 @@ def _download(debs: Path, package: str) -> None:
 def start_registry(paths: LabPaths) -> int:
     """Start the registry (unless it answers already) and return its PID."""
     binary = unpacked(paths, "docker-registry")
-    pid_file = paths.registry / "pid"
-    if pid_file.exists() and alive(int(pid_file.read_text())) and registry_ready():
-        return int(pid_file.read_text())
     (paths.registry / "data").mkdir(parents=True, exist_ok=True)
     config = paths.registry / "config.yml"
     config.write_text(CONFIG.format(data=paths.registry / "data", addr=REGISTRY_ADDR))
-    cgroup = Cgroup("registry")
-    cgroup.create()
-    pid = spawn([str(binary), "serve", str(config)], paths.registry / "registry.log", cgroup)
-    pid_file.write_text(str(pid))
-    deadline = time.monotonic() + 15
-    while not registry_ready():
-        if not alive(pid):
-            raise LabError(f"the lab registry exited; see {paths.registry / 'registry.log'} "
-                           f"(is something else listening on {REGISTRY_ADDR}?)")
-        if time.monotonic() > deadline:
-            raise LabError(f"the lab registry did not answer on {REGISTRY_ADDR} within 15s")
-        time.sleep(0.05)
-    return pid
-
-
-def registry_ready() -> bool:
-    """True when ``GET /v2/`` answers 200."""
-    try:
-        with urllib.request.urlopen(f"{REGISTRY_URL}/v2/", timeout=1) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
+    return start_http_daemon("registry", [str(binary), "serve", str(config)],
+                             paths.registry / "registry.log", paths.registry / "pid",
+                             "registry", REGISTRY_ADDR, f"{REGISTRY_URL}/v2/")

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,3 +313,35 @@ def umount(path: Path) -> None:
     """Unmount ``path`` if it is mounted, lazily when busy."""
     if is_mountpoint(path) and run(["umount", str(path)], check=False).returncode != 0:
         run(["umount", "-l", str(path)])
+
+
+def http_ready(url: str) -> bool:
+    """True when ``GET url`` answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def start_http_daemon(what: str, argv: Sequence[str], log: Path, pid_file: Path,
+                      cgroup: str, address: str, url: str, timeout: float = 15.0) -> int:
+    """Start a lab daemon that serves HTTP on ``address`` (unless the one ``pid_file``
+    names still answers ``url``); wait until it answers; its PID. LabError naming its
+    log when it exits, or when it has not answered within ``timeout`` seconds."""
+    if pid_file.exists() and alive(int(pid_file.read_text())) and http_ready(url):
+        return int(pid_file.read_text())
+    group = Cgroup(cgroup)
+    group.create()
+    pid = spawn(argv, log, group)
+    pid_file.write_text(str(pid))
+    deadline = time.monotonic() + timeout
+    while not http_ready(url):
+        if not alive(pid):
+            raise LabError(f"the lab {what} exited; see {log} (is something else listening "
+                           f"on {address}?)")
+        if time.monotonic() > deadline:
+            raise LabError(f"the lab {what} did not answer on {address} within "
+                           f"{timeout:.0f}s; see {log}")
+        time.sleep(0.05)
+    return pid
