@@ -380,12 +380,14 @@ def connect(target: Target, *, policy: HostKeyPolicy = HostKeyPolicy(),
             transport.start_client(timeout=timeout)
         except paramiko.SSHException as exc:
             raise _handshake_failure(target, exc, timeout) from None
-        except EOFError:
-            raise SSHFailure("ssh failed", f"{target.address} closed the connection") from None
         if not transport.is_active() or transport.host_key is None:
             raise _handshake_failure(target, transport.get_exception(), timeout)
         _verify_host_key(transport, target, policy)
         _authenticate(transport, target)
+    except (OSError, EOFError) as exc:  # the host went away mid-handshake (e.g. rebooting)
+        transport.close()
+        raise SSHFailure("ssh failed", f"{target.address} dropped the connection while "
+                                       f"we logged in ({exc or type(exc).__name__})") from None
     except BaseException:
         transport.close()
         raise
