@@ -24,5 +24,11 @@ class InputError(FleetError):
     exit_code = 2
 
 
+class InputWarning(UserWarning):
+    """Input fleetctl reads but skips a part of, as Ansible does (an unknown key in a YAML
+    inventory group, a pattern term that matches nothing): raised with :func:`warnings.warn`,
+    shown by the command line as one line."""
+
+
 class LabError(FleetError):
     """The simulated lab could not be brought up, changed or torn down."""

@@ -48,20 +48,24 @@ class _Loader(yaml.SafeLoader):
 
 
 def _mapping(loader: _Loader, node: yaml.MappingNode) -> Located:
-    loader.flatten_mapping(node)
+    own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+    loader.flatten_mapping(node)        # puts the pairs of '<<: *base' first
+    merged = len(node.value) - own
     result = Located()
     result.line = node.start_mark.line + 1
     result.key_lines = {}
-    for key_node, value_node in node.value:
+    written: set[Any] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
             raise yaml.constructor.ConstructorError(
                 None, None, "a key must be a plain value, not a list or mapping",
                 key_node.start_mark)
-        if key in result:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+        if index >= merged:             # a merged key may be overridden, a written one not
+            if key in written:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            written.add(key)
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = key_node.start_mark.line + 1
     return result
@@ -96,15 +100,14 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
     """Load one YAML document from ``path`` (or ``text`` read from it) with line information.
 
     Raises :class:`InputError` naming the file and line for unreadable files, YAML
-    syntax errors, keys that are not plain values, and documents that are too big
-    (over :data:`MAX_TEXT` characters, or :data:`MAX_NODES` values once aliases are
-    expanded: an alias bomb is refused before it is built).
+    syntax errors, keys written twice (a key from a ``<<:`` merge may be overridden),
+    keys that are not plain values, and documents that are too big (a file over
+    :data:`MAX_TEXT` bytes, or more values than :data:`MAX_NODES` plus half its characters
+    once aliases are expanded: an alias bomb is refused before it is built).
     """
     if text is None:
         text = read_text(path)
-    if len(text) > MAX_TEXT:
-        raise InputError(f"{path}: {len(text):,} characters, more than the {MAX_TEXT:,} "
-                         f"fleetctl reads; is this the right file?")
+    max_nodes = MAX_NODES + len(text) // 2      # a big file may hold many values, not a bomb
     try:
         loader = _Loader(text)
     except yaml.YAMLError as exc:       # a character YAML does not allow (NUL, controls)
@@ -113,8 +116,8 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        if _expanded_size(node, {}) > MAX_NODES:
-            raise InputError(f"{path}:{node.start_mark.line + 1}: more than {MAX_NODES:,} "
+        if _expanded_size(node, {}) > max_nodes:
+            raise InputError(f"{path}:{node.start_mark.line + 1}: more than {max_nodes:,} "
                              f"values once its aliases are expanded (an alias bomb?); "
                              f"write it out plainly")
         return loader.construct_document(node)
@@ -131,16 +134,16 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
         loader.dispose()
 
 
-def read_text(path: Path) -> str:
-    """The file's text; InputError naming the file when it cannot be read, is too big
-    or is not UTF-8."""
+def read_text(path: Path, limit: int = MAX_TEXT) -> str:
+    """The file's text; InputError naming the file when it cannot be read, is larger than
+    ``limit`` bytes or is not UTF-8."""
     try:
         with path.open("rb") as f:
-            data = f.read(MAX_TEXT + 1)
+            data = f.read(limit + 1)
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
-    if len(data) > MAX_TEXT:
-        raise InputError(f"{path}: larger than {MAX_TEXT:,} bytes; is this the right file?")
+    if len(data) > limit:
+        raise InputError(f"{path}: larger than {limit:,} bytes; is this the right file?")
     try:
         return data.decode()
     except UnicodeDecodeError as exc:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from fleetctl.cli.common import GroupOpt, InventoryOpt, JsonOpt, LimitOpt, app, open_fleet, out
+from fleetctl.errors import FleetError
 
 inventory_app = typer.Typer(
     help="Read Ansible inventories (YAML or INI, group_vars/, host_vars/).\n\n"
@@ -18,18 +20,35 @@ app.add_typer(inventory_app, name="inventory")
 
 
 @inventory_app.command("list")
-def inventory_list(inventory: InventoryOpt = None, group: GroupOpt = None,
-                   limit: LimitOpt = None, as_json: JsonOpt = False) -> None:
-    """List the selected hosts with address, user and groups.
+def inventory_list(
+    inventory: InventoryOpt = None, group: GroupOpt = None, limit: LimitOpt = None,
+    output: Annotated[str, typer.Option(
+        "--format", "-f", help="table, json, or ansible: the JSON 'ansible-inventory --list' "
+                               "prints, for tools that read it.")] = "table",
+    redact: Annotated[bool, typer.Option(
+        "--redact", help="Print the values of secret-looking variables (passwords, tokens) "
+                         "as ***.")] = False,
+) -> None:
+    """List the selected hosts with address, user and groups, or the whole inventory as
+    JSON.
 
     Example: fleetctl inventory list -i inventories/example --limit 'factory-a:&orin'
     """
     from fleetctl.api import Selection, redact_vars
+    from fleetctl.inventory.export import ansible_list
 
-    hosts = open_fleet(inventory).hosts(Selection(group, limit))
-    if as_json:
+    if output not in ("table", "json", "ansible"):
+        raise FleetError(f"--format {output!r} should be table, json or ansible", exit_code=2)
+    fleet = open_fleet(inventory)
+    hosts = fleet.hosts(Selection(group, limit))
+    show = redact_vars if redact else dict
+    if output == "ansible":
+        print(json.dumps(ansible_list(fleet.inventory, [h.name for h in hosts], show),
+                         indent=4, sort_keys=True, default=str))
+        return
+    if output == "json":
         print(json.dumps({h.name: {"address": h.address, "port": h.port, "user": h.user,
-                                   "groups": h.groups, "vars": redact_vars(h.vars)}
+                                   "groups": h.groups, "vars": show(h.vars)}
                           for h in hosts}, indent=2, default=str))
         return
     table = Table(title=f"{len(hosts)} hosts")

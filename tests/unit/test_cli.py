@@ -60,7 +60,8 @@ def test_inventory_error_is_one_line_with_exit_2(tmp_path: Path) -> None:
 def test_inventory_list_json_of_the_example() -> None:
     import json
 
-    result = run("inventory", "list", "-i", "inventories/example", "--limit", "orin", "--json")
+    result = run("inventory", "list", "-i", "inventories/example", "--limit", "orin", "--format",
+                 "json")
     assert result.returncode == 0
     assert list(json.loads(result.stdout)) == ["line1-cam01", "line2-qa01"]
 
