@@ -16,6 +16,7 @@ from typing import Any
 
 from fleetctl.errors import InputError
 from fleetctl.inventory.builder import InventoryBuilder
+from fleetctl.inventory.dynamic import parse_plugin, parse_script
 from fleetctl.inventory.ini_format import parse_ini
 from fleetctl.inventory.model import Inventory
 from fleetctl.inventory.yaml_format import parse_yaml
@@ -74,8 +75,13 @@ def inventory_files(folder: Path) -> Iterator[Path]:
 
 
 def _load_file(builder: InventoryBuilder, path: Path) -> None:
-    """One file, YAML when it is a YAML mapping (for names ending in .yml, .yaml, .json
-    or without an extension), else INI: the order ansible-core tries its plugins in."""
+    """One file, in the order ansible-core tries its plugins: a program (executable, with
+    a ``#!`` line or ELF) is a dynamic inventory; a YAML mapping (in a file named .yml,
+    .yaml, .json or without an extension) is a YAML inventory or, with ``plugin:``, an
+    inventory plugin's configuration; anything else INI."""
+    if os.access(path, os.X_OK) and _is_program(path):
+        parse_script(builder, path)
+        return
     text = read_text(path, MAX_INVENTORY)
     extension = os.path.splitext(path.name)[1]
     yaml_problem: InputError | None = None
@@ -85,10 +91,10 @@ def _load_file(builder: InventoryBuilder, path: Path) -> None:
         except InputError as exc:
             doc, yaml_problem = None, exc
         if isinstance(doc, dict) and doc:
-            if "plugin" in doc:
-                raise InputError(f"{path}: an inventory plugin configuration "
-                                 f"(plugin: {doc['plugin']}), not an inventory")
-            parse_yaml(builder, path, doc)
+            if doc.get("plugin"):
+                parse_plugin(builder, path, str(doc["plugin"]))
+            else:
+                parse_yaml(builder, path, doc)
             return
         if doc is None and yaml_problem is None:
             return                                  # empty
@@ -101,6 +107,12 @@ def _load_file(builder: InventoryBuilder, path: Path) -> None:
         if yaml_problem is not None and extension in YAML_EXTENSIONS:
             raise yaml_problem from None
         raise
+
+
+def _is_program(path: Path) -> bool:
+    with path.open("rb") as f:
+        start = f.read(4)
+    return start.startswith(b"#!") or start == b"\x7fELF"
 
 
 def redact(variables: dict[str, Any]) -> dict[str, Any]:

@@ -136,6 +136,9 @@ class Inventory:
             what = " and ".join(x for x in (group and f"--group {group}",
                                             pattern and f"--limit {pattern}") if x)
             why = f" ({', '.join(map(repr, unknown))}: no such host or group)" if unknown else ""
+            if {"localhost", "127.0.0.1"} & set(unknown):
+                why += ("; Ansible's implicit localhost is the controller, which fleetctl does "
+                        "not deploy to: list it in the inventory to target it")
             raise InputError(f"{what or 'the inventory'} matches no host in "
                              f"{self._where()}{why}")
         self._warn_unknown(pattern or "", unknown)
