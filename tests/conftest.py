@@ -62,6 +62,13 @@ class Lab:
         return result
 
 
+    def clear(self, name: str) -> None:
+        """The host without containers, images or anything of fleetctl's."""
+        self.ssh(name, "docker rm -f $(docker ps -aq) >/dev/null 2>&1; "
+                       "docker rmi -f $(docker images -q) >/dev/null 2>&1; "
+                       "rm -rf /opt/fleetctl; true", timeout=30)
+
+
 def lab_status() -> dict:
     return json.loads(fleetctl("lab", "status", "--json").stdout)
 

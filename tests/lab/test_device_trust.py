@@ -25,13 +25,9 @@ SECRET = 'pa"ss\nword-with-\'quotes\'-${HOME}-$(id)'
 @pytest.fixture
 def empty(lab: Lab):
     """jetson-b2 without containers, images or anything of fleetctl's, before and after."""
-    def clear() -> None:
-        lab.ssh(HOST, "docker rm -f $(docker ps -aq) >/dev/null 2>&1; "
-                      "docker rmi -f $(docker images -q) >/dev/null 2>&1; "
-                      "rm -rf /opt/fleetctl; true", timeout=30)
-    clear()
+    lab.clear(HOST)
     yield
-    clear()
+    lab.clear(HOST)
 
 
 def step(lab: Lab, name: str, **values: str):
