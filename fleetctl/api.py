@@ -56,6 +56,7 @@ from fleetctl.secrets import redact as redact_secrets
 from fleetctl.state import StateDB, default_state_dir
 from fleetctl.telemetry.status import HostStatus, fleet_status
 from fleetctl.telemetry.tracing import tracer_from_environment
+from fleetctl.vault import load_vault
 
 __all__ = ["WINDOW_CLOSED", "Audit", "Fleet", "HostStatus", "Listener", "NothingToDo",
            "OSPlan", "OpenedBundle", "Selection", "generate_key", "key_id", "load_playbook",
@@ -128,10 +129,12 @@ class Fleet:
 
     def __init__(self, inventory: Path | None = None, state_dir: Path | None = None,
                  packages: Path | None = None, *, host_key_policy: str | None = None,
-                 connect_timeout: float = 5.0, registry_ttl: float = 300.0) -> None:
+                 connect_timeout: float = 5.0, registry_ttl: float = 300.0,
+                 vault_password_file: Path | None = None) -> None:
         if host_key_policy is not None:
             check_policy({}, host_key_policy)
         self.inventory_path = inventory
+        self.vault_password_file = vault_password_file
         self.packages_path = packages
         self.host_key_policy = host_key_policy
         self.connect_timeout = connect_timeout
@@ -158,7 +161,9 @@ class Fleet:
 
     @cached_property
     def inventory(self) -> Inventory:
-        return load_inventory(self.inventory_path)
+        """The inventory, its vaulted parts opened with the vault password file (given,
+        else ``$FLEETCTL_VAULT_PASSWORD_FILE`` or ``$ANSIBLE_VAULT_PASSWORD_FILE``)."""
+        return load_inventory(self.inventory_path, load_vault(self.vault_password_file))
 
     @cached_property
     def catalog(self) -> Catalog:

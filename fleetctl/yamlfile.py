@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from fleetctl.errors import InputError
+from fleetctl.vault import Vaulted
 
 #: the largest YAML file fleetctl reads (inventories, playbooks, packages, lab specs)
 MAX_TEXT = 8 * 2**20
@@ -45,6 +46,8 @@ class LocatedList(list):
 
 class _Loader(yaml.SafeLoader):
     """SafeLoader that builds Located containers."""
+
+    path: Path | str = ""
 
 
 def _mapping(loader: _Loader, node: yaml.MappingNode) -> Located:
@@ -78,8 +81,15 @@ def _sequence(loader: _Loader, node: yaml.SequenceNode) -> LocatedList:
     return result
 
 
+def _vaulted(loader: _Loader, node: yaml.ScalarNode) -> Vaulted:
+    """Ansible's ``!vault |`` value, kept closed until a vault password opens it."""
+    return Vaulted(str(loader.construct_scalar(node)),
+                   f"{getattr(loader, 'path', '')}:{node.start_mark.line + 1}")
+
+
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
+_Loader.add_constructor("!vault", _vaulted)
 
 
 def _expanded_size(node: yaml.Node, seen: dict[int, int]) -> int:
@@ -112,6 +122,7 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
         loader = _Loader(text)
     except yaml.YAMLError as exc:       # a character YAML does not allow (NUL, controls)
         raise InputError(f"{path}: not YAML text: {exc}".replace("\n", " ")) from None
+    loader.path = path
     try:
         node = loader.get_single_node()
         if node is None:

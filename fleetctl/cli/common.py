@@ -100,6 +100,10 @@ def styled(*parts: str | tuple[str, str]) -> Text:
     return Text.assemble(*parts)
 
 
+#: ``fleetctl --vault-password-file F``, for every command's Fleet
+_vault_password_file: Path | None = None
+
+
 def open_fleet(inventory: Path | None = None, state_dir: Path | None = None,
                packages: Path | None = None, host_key_policy: str | None = None,
                timeout: float = 5.0, ttl: float = 300.0, events: Path | None = None):
@@ -107,7 +111,8 @@ def open_fleet(inventory: Path | None = None, state_dir: Path | None = None,
     from fleetctl.api import Fleet
 
     fleet = Fleet(inventory, state_dir, packages, host_key_policy=host_key_policy,
-                  connect_timeout=timeout, registry_ttl=ttl)
+                  connect_timeout=timeout, registry_ttl=ttl,
+                  vault_password_file=_vault_password_file)
     if events:
         fleet.subscribe(EventFile(events))
     return fleet
@@ -133,5 +138,11 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
+    vault_password_file: Annotated[Path | None, typer.Option(
+        "--vault-password-file", envvar="FLEETCTL_VAULT_PASSWORD_FILE",
+        help="Opens ansible-vault files and !vault values in the inventory (an executable "
+             "prints the password). Default: $ANSIBLE_VAULT_PASSWORD_FILE.")] = None,
 ) -> None:
     """fleetctl: Ansible-style fleet orchestration for NVIDIA Jetson devices."""
+    global _vault_password_file
+    _vault_password_file = vault_password_file

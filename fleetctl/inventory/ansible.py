@@ -20,6 +20,7 @@ from fleetctl.inventory.dynamic import parse_plugin, parse_script
 from fleetctl.inventory.ini_format import parse_ini
 from fleetctl.inventory.model import Inventory
 from fleetctl.inventory.yaml_format import parse_yaml
+from fleetctl.vault import Vault
 from fleetctl.yamlfile import load_yaml, read_text
 
 DEFAULT_DIR = Path("inventories")
@@ -39,9 +40,9 @@ def default_source() -> Path:
     return Path(os.environ.get(ENV_VAR) or DEFAULT_DIR)
 
 
-def load_inventory(source: Path | None = None) -> Inventory:
+def load_inventory(source: Path | None = None, vault: Vault | None = None) -> Inventory:
     """Load an inventory file or folder, with the ``group_vars/`` and ``host_vars/``
-    beside the file (in the folder)."""
+    beside the file (in the folder); ``vault`` opens what ansible-vault encrypted."""
     source = source or default_source()
     if source.is_dir():
         files = list(inventory_files(source))
@@ -57,7 +58,7 @@ def load_inventory(source: Path | None = None) -> Inventory:
         for path in files:
             builder.sources.append(path)
             _load_file(builder, path)
-        return builder.finish([source if source.is_dir() else source.parent])
+        return builder.finish([source if source.is_dir() else source.parent], vault)
     except RecursionError:
         raise InputError(f"{source}: groups nested too deeply to read") from None
 

@@ -16,6 +16,7 @@ from typing import Any
 from fleetctl.errors import InputError
 from fleetctl.inventory.model import Group, Host, Inventory
 from fleetctl.inventory.varsfiles import VarsFolder
+from fleetctl.vault import Vault, Vaulted
 
 
 class InventoryBuilder:
@@ -108,19 +109,26 @@ class InventoryBuilder:
                     todo.append(parent)
         return found
 
-    def finish(self, vars_dirs: Iterable[Path]) -> Inventory:
+    def finish(self, vars_dirs: Iterable[Path], vault: Vault | None = None) -> Inventory:
         """The inventory, with each host's variables merged as ansible-core merges them
-        (``vars_dirs``: the folders whose ``group_vars/``, ``host_vars/`` apply)."""
+        (``vars_dirs``: the folders whose ``group_vars/``, ``host_vars/`` apply) and its
+        vaulted files and values opened with ``vault`` (values stay closed without it)."""
         for name, group in self.groups.items():
             if name != "all" and not group.parents:
                 self.link("all", name, group.where)
         self._settle_ungrouped()
-        folders = [(VarsFolder(d / "group_vars"), VarsFolder(d / "host_vars"))
+        folders = [(VarsFolder(d / "group_vars", vault), VarsFolder(d / "host_vars", vault))
                    for d in vars_dirs]
         group_files = {name: _merged(g.variables(name) for g, _ in folders)
                        for name in self.groups}
         host_files = {name: _merged(h.variables(name) for _, h in folders)
                       for name in self.host_vars}
+        if vault is not None:
+            for variables in (*(g.vars for g in self.groups.values()), *self.host_vars.values(),
+                              *group_files.values(), *host_files.values()):
+                for key, value in variables.items():
+                    if isinstance(value, (Vaulted, dict, list)):
+                        variables[key] = _opened(value, vault)
         lineage = self._lineage()
         depth = self._depths()
         position = {name: i for i, name in enumerate(self.groups)}
@@ -180,6 +188,17 @@ class InventoryBuilder:
                 if waiting[child] == 0:
                     ready.append(child)
         return depth
+
+
+def _opened(value: Any, vault: Vault) -> Any:
+    """``value`` with every ``!vault`` value in it opened."""
+    if isinstance(value, Vaulted):
+        return vault.open(value.envelope, value.where)
+    if isinstance(value, dict):
+        return {k: _opened(v, vault) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_opened(v, vault) for v in value]
+    return value
 
 
 def _merged(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:

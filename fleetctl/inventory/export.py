@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from fleetctl.inventory.model import Inventory
+from fleetctl.vault import Vaulted
 
 #: what ansible-core 2.19 names the shape of its --list output
 PROFILE = "inventory_legacy"
@@ -38,6 +39,17 @@ def ansible_list(inventory: Inventory, hosts: Iterable[str] | None = None,
                 add(child)
 
     add("all")
-    hostvars = {name: show(host.vars) for name, host in inventory.hosts.items()
+    hostvars = {name: _closed(show(host.vars)) for name, host in inventory.hosts.items()
                 if name in available and host.vars}
     return {"_meta": {"hostvars": hostvars, "profile": PROFILE}, **result}
+
+
+def _closed(value: Any) -> Any:
+    """Vaulted values as ansible-inventory prints them: ``{"__ansible_vault": ...}``."""
+    if isinstance(value, Vaulted):
+        return {"__ansible_vault": value.envelope}
+    if isinstance(value, dict):
+        return {k: _closed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_closed(v) for v in value]
+    return value

@@ -17,6 +17,7 @@ from typing import Any
 
 from fleetctl.errors import InputError, InputWarning
 from fleetctl.inventory.templates import render
+from fleetctl.vault import Vaulted
 
 
 def truthy(value: Any) -> bool:
@@ -76,6 +77,8 @@ class Host:
         that sets it, its Jinja2 template rendered; None when no variable does."""
         for var in CONNECTION_VARS[name]:
             value = self.vars.get(var)
+            if isinstance(value, Vaulted):
+                str(value)          # InputError: vaulted, and no password to open it
             if value is not None:
                 return render(value, var, self.vars, self.name, self.groups,
                               f"{self.where}: host {self.name}")

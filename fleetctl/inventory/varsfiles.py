@@ -8,7 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fleetctl import secrets
 from fleetctl.errors import InputError
+from fleetctl.vault import PASSWORD_ENV, Vault, is_vaulted
 from fleetctl.yamlfile import load_yaml, read_text
 
 #: a vars file is NAME or NAME with one of these; in a NAME/ folder, files with one of them
@@ -19,8 +21,9 @@ class VarsFolder:
     """One ``group_vars/`` or ``host_vars/`` folder, listed once (a big inventory asks it
     about every host)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, vault: Vault | None = None) -> None:
         self.folder = folder
+        self.vault = vault
         self.entries = set(os.listdir(folder)) if folder.is_dir() else set()
 
     def files(self, name: str) -> list[Path]:
@@ -36,7 +39,7 @@ class VarsFolder:
         """The variables of ``name``'s files merged in order (later files win)."""
         merged: dict[str, Any] = {}
         for path in self.files(name):
-            merged.update(read_vars(path))
+            merged.update(read_vars(path, self.vault))
         return merged
 
 
@@ -55,9 +58,16 @@ def folder_files(folder: Path) -> list[Path]:
     return found
 
 
-def read_vars(path: Path) -> dict[str, Any]:
-    """A vars file's mapping (JSON or YAML; empty is no variables)."""
+def read_vars(path: Path, vault: Vault | None = None) -> dict[str, Any]:
+    """A vars file's mapping (JSON or YAML; empty is no variables). A vaulted file is
+    opened with ``vault`` and each of its values registered as a secret."""
     text = read_text(path)
+    vaulted = is_vaulted(text)
+    if vaulted:
+        if vault is None:
+            raise InputError(f"{path}: vaulted; pass --vault-password-file or set "
+                             f"{PASSWORD_ENV[0]}")
+        text = vault.open(text, str(path))
     data: Any
     if text.lstrip().startswith("{"):
         try:
@@ -71,4 +81,17 @@ def read_vars(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InputError(f"{path}:1: a vars file should be a mapping of variables, not "
                          f"{type(data).__name__}")
+    if vaulted:
+        secrets.register(leaf_strings(data))
     return dict(data)
+
+
+def leaf_strings(value: Any) -> list[str]:
+    """Every string inside ``value`` (mappings' values, lists' items)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in leaf_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in leaf_strings(v)]
+    return []
