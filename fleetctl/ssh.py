@@ -15,11 +15,12 @@ import functools
 import http.client
 import logging
 import os
+import re
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import paramiko
@@ -272,6 +273,8 @@ class Connection:
         self.transport = transport
         self.timeout = timeout
         self.connected_at = connected_at
+        #: the jump host's connection this one goes through, closed with it
+        self.bastion: Connection | None = None
 
     def run(self, script: str, *, command: str = "sh -s",
             command_timeout: float = 60.0) -> Result:
@@ -351,6 +354,8 @@ class Connection:
 
     def close(self) -> None:
         self.transport.close()
+        if self.bastion is not None:
+            self.bastion.close()
 
     def __enter__(self) -> Connection:
         return self
@@ -361,9 +366,61 @@ class Connection:
 
 def connect(target: Target, *, policy: HostKeyPolicy = HostKeyPolicy(),
             timeout: float = DEFAULT_TIMEOUT) -> Connection:
-    """Connect, verify the host key, authenticate; SSHFailure with the reason otherwise."""
+    """Connect (directly, through the target's jump hosts or its ProxyCommand), verify the
+    host key, authenticate; SSHFailure with the reason otherwise."""
     start = time.monotonic()
-    sock = _connect_socket(target, timeout)
+    bastion: Connection | None = None
+    if target.jump:
+        sock, bastion = _through_bastion(target, policy, timeout)
+    elif target.proxy_command:
+        sock = _proxy_command(target)
+    else:
+        sock = _connect_socket(target, timeout)
+    try:
+        conn = _handshake(target, sock, policy, timeout)
+    except BaseException:
+        if bastion is not None:
+            bastion.close()
+        raise
+    conn.connected_at = time.monotonic() - start
+    conn.bastion = bastion
+    return conn
+
+
+def _through_bastion(target: Target, policy: HostKeyPolicy,
+                     timeout: float) -> tuple[paramiko.Channel, Connection]:
+    """A channel to the target through its last jump host (reached through the earlier
+    ones), and the connection to that jump host."""
+    *earlier, last = target.jump
+    try:
+        bastion = connect(replace(last, jump=tuple(earlier)), policy=policy, timeout=timeout)
+    except SSHFailure as exc:
+        raise SSHFailure(f"bastion {exc.reason}", f"{last.name} ({last.user}@{last.address}:"
+                                                  f"{last.port}): {exc.detail}") from None
+    try:
+        channel = bastion.transport.open_channel(
+            "direct-tcpip", (target.address, target.port), ("127.0.0.1", 0), timeout=timeout)
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        bastion.close()
+        raise SSHFailure("bastion cannot forward",
+                         f"{last.name} could not reach {target.address}:{target.port} "
+                         f"({exc or type(exc).__name__})") from None
+    return channel, bastion
+
+
+def _proxy_command(target: Target) -> paramiko.ProxyCommand:
+    """The target's ProxyCommand, with OpenSSH's %h, %p, %r and %% filled in."""
+    command = re.sub(r"%[hpr%]", lambda m: {"%h": target.address, "%p": str(target.port),
+                                           "%r": target.user, "%%": "%"}[m[0]],
+                     target.proxy_command or "")
+    try:
+        return paramiko.ProxyCommand(command)
+    except (OSError, paramiko.ProxyCommandFailure) as exc:
+        raise SSHFailure("proxy failed", f"ProxyCommand {command!r}: {exc}") from None
+
+
+def _handshake(target: Target, sock: Any, policy: HostKeyPolicy,
+               timeout: float) -> Connection:
     transport = paramiko.Transport(sock)
     transport.banner_timeout = timeout
     transport.handshake_timeout = timeout
@@ -391,7 +448,7 @@ def connect(target: Target, *, policy: HostKeyPolicy = HostKeyPolicy(),
     except BaseException:
         transport.close()
         raise
-    return Connection(target, transport, timeout, time.monotonic() - start)
+    return Connection(target, transport, timeout, 0.0)
 
 
 def run_script(target: Target, script: str, *, policy: HostKeyPolicy = HostKeyPolicy(),

@@ -19,6 +19,7 @@ from packaging.version import InvalidVersion, Version
 from fleetctl.errors import InputError
 from fleetctl.facts.hostfacts import HostFacts
 from fleetctl.inventory.model import Host
+from fleetctl.inventory.sshconfig import first, lookup, parse_jumps, port_number, ssh_args
 
 USER_KNOWN_HOSTS = ("~/.ssh/known_hosts",)
 POLICIES = ("strict", "accept-new")
@@ -26,7 +27,8 @@ POLICIES = ("strict", "accept-new")
 
 @dataclass(frozen=True)
 class Target:
-    """Where and how to connect to one host."""
+    """Where and how to connect to one host: directly, through jump hosts (``ProxyJump``,
+    the first of ``jump`` reached first) or through a ``ProxyCommand``."""
 
     name: str
     address: str
@@ -34,6 +36,8 @@ class Target:
     user: str = "root"
     key_file: str | None = None
     known_hosts: tuple[str, ...] = ()
+    jump: tuple[Target, ...] = ()
+    proxy_command: str | None = None
 
 
 def known_hosts_files(host_vars: dict[str, Any]) -> tuple[str, ...]:
@@ -56,13 +60,43 @@ def known_hosts_files(host_vars: dict[str, Any]) -> tuple[str, ...]:
 
 
 def target_for(host: Host) -> Target:
-    """The connection target of an inventory host. fleetctl logs in as the user that
-    runs its steps: ``become`` (sudo) to another user is refused, not ignored."""
+    """The connection target of an inventory host, as OpenSSH would reach it given the
+    host's variables, ssh arguments and ssh_config (see :mod:`.sshconfig`). fleetctl
+    logs in as the user that runs its steps: ``become`` (sudo) to another user is
+    refused, not ignored."""
     if host.become and host.user != "root":
         raise InputError(f"host {host.name}: ansible_become is set, but fleetctl does not "
                          f"use sudo; log in as root (ansible_user: root) on this host")
-    return Target(name=host.name, address=host.address, port=host.port, user=host.user,
-                  key_file=host.key_file, known_hosts=known_hosts_files(host.vars))
+    where = f"{host.where}: host {host.name}"
+    args = ssh_args(host.vars, where)
+    config = lookup(args.get("configfile"), host.address, where)
+    port = host.setting("port") or args.get("port") or config.get("port")
+    key = host.key_file or first(args.get("identityfile")) or first(config.get("identityfile"))
+    known = tuple(dict.fromkeys([*known_hosts_files(host.vars),
+                                 *str(config.get("userknownhostsfile") or "").split()]))
+    jump_spec = args.get("proxyjump") or config.get("proxyjump")
+    proxy = args.get("proxycommand") or config.get("proxycommand")
+    jumps = () if not jump_spec or jump_spec.lower() == "none" else tuple(
+        _jump_target(user, name, hop_port, args.get("configfile"), key, known)
+        for user, name, hop_port in parse_jumps(jump_spec))
+    return Target(name=host.name,
+                  address=str(args.get("hostname") or config.get("hostname") or host.address),
+                  port=port_number(port, where) if port else 22,
+                  user=str(host.setting("user") or args.get("user") or config.get("user")
+                           or "root"),
+                  key_file=key, known_hosts=known, jump=jumps,
+                  proxy_command=None if jumps or not proxy or proxy.lower() == "none"
+                  else proxy)
+
+
+def _jump_target(user: str | None, name: str, port: int | None, config_file: str | None,
+                 key: str | None, known: tuple[str, ...]) -> Target:
+    """A jump host as OpenSSH reaches it: its ssh_config entry, else the target's key."""
+    config = lookup(config_file, name)
+    return Target(name=name, address=str(config.get("hostname") or name),
+                  port=port or port_number(config.get("port") or 22, f"jump host {name}"),
+                  user=user or str(config.get("user") or "root"),
+                  key_file=first(config.get("identityfile")) or key, known_hosts=known)
 
 
 def host_key_policy(host_vars: dict[str, Any], override: str | None) -> str:

@@ -21,6 +21,7 @@ import json
 import os
 import queue
 import secrets
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -46,7 +47,25 @@ def ssh_config(target: Target, known_hosts: Path) -> str:
     if target.key_file:
         lines += [f"  IdentityFile {target.key_file}", "  IdentitiesOnly yes"]
     lines.append(f"  UserKnownHostsFile {known_hosts}")
+    if target.jump:         # testinfra's paramiko backend takes a ProxyCommand, not a jump
+        lines.append(f"  ProxyCommand {jump_command(target.jump, known_hosts)}")
+    elif target.proxy_command:
+        lines.append(f"  ProxyCommand {target.proxy_command}")
     return "\n".join(lines) + "\n"
+
+
+def jump_command(jumps: tuple[Target, ...], known_hosts: Path) -> str:
+    """An OpenSSH command that carries the connection through ``jumps`` (``ssh -W``),
+    each hop's key verified against ``known_hosts``."""
+    *earlier, last = jumps
+    words = ["ssh", "-W", "%h:%p", "-p", str(last.port), "-o", "BatchMode=yes",
+             "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
+             "-o", "LogLevel=ERROR"]
+    if last.key_file:
+        words += ["-i", last.key_file, "-o", "IdentitiesOnly=yes"]
+    if earlier:
+        words += ["-J", ",".join(f"{j.user}@{j.address}:{j.port}" for j in earlier)]
+    return shlex.join([*words, f"{last.user}@{last.address}"])
 
 
 @dataclass
@@ -105,7 +124,8 @@ class TestPool:
         request_id = secrets.token_hex(8)   # a test cannot answer for another host's
         with tempfile.TemporaryDirectory(prefix="fleetctl-testinfra-") as home:
             known = Path(home) / "known_hosts"
-            known.write_text(known_host_lines(tests.target, tests.known_hosts))
+            known.write_text("".join(known_host_lines(t, tests.known_hosts)
+                                     for t in (*tests.target.jump, tests.target)))
             config = Path(home) / "ssh_config"
             config.write_text(ssh_config(tests.target, known))
             folder = tests.files[0].resolve().parent   # node ids relative to the package

@@ -1,6 +1,8 @@
-"""connect() against a real SSH server (paramiko's, on loopback) that drops the TCP
-connection while the client logs in, as a Jetson does when it reboots under us: the
-caller gets an SSHFailure it can retry, never a raw socket error."""
+"""connect() against real SSH servers (paramiko's, on loopback): one that drops the TCP
+connection while the client logs in, as a Jetson does when it reboots under us, and a
+bastion that forwards to a target (ProxyJump), down or refusing."""
+
+from __future__ import annotations
 
 import socket
 import struct
@@ -31,36 +33,146 @@ class ResetAtLogin(paramiko.ServerInterface):
         return paramiko.AUTH_FAILED
 
 
+class Server(paramiko.ServerInterface):
+    """Lets ``user`` in with ``key``; as a bastion, forwards direct-tcpip channels to
+    ``forward_to`` (and records what was asked for)."""
+
+    def __init__(self, user: str, key: paramiko.PKey, forward: bool) -> None:
+        self.user, self.key, self.forward = user, key, forward
+        self.logins: list[str] = []
+        self.forwarded: list[tuple[str, int]] = []
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "publickey"
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        if username == self.user and key.get_base64() == self.key.get_base64():
+            self.logins.append(username)
+            return paramiko.AUTH_SUCCESSFUL
+        return paramiko.AUTH_FAILED
+
+    def check_channel_direct_tcpip_request(self, chanid: int, origin: tuple,
+                                           destination: tuple) -> int:
+        if not self.forward:
+            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        self.forwarded.append(destination)
+        return paramiko.OPEN_SUCCEEDED
+
+
+def serve(listener: socket.socket, host_key: paramiko.PKey, server: Server) -> None:
+    """Serve one client; relay each forwarded channel to its destination."""
+    sock, _ = listener.accept()
+    transport = paramiko.Transport(sock)
+    transport.add_server_key(host_key)
+    transport.start_server(server=server)
+    while transport.is_active():
+        channel = transport.accept(1)
+        if channel is None:
+            continue
+        upstream = socket.create_connection(server.forwarded[-1])
+        for source, sink in ((channel, upstream), (upstream, channel)):
+            threading.Thread(target=pipe, args=(source, sink), daemon=True).start()
+
+
+def pipe(source, sink) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        sink.close()
+
+
 @pytest.fixture
-def resetting_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """Port of a server that resets at login, and a known_hosts file that trusts it."""
-    host_key = paramiko.RSAKey.generate(2048)
+def keys(tmp_path: Path) -> tuple[paramiko.RSAKey, Path]:
+    key = paramiko.RSAKey.generate(2048)
+    key.write_private_key_file(str(tmp_path / "id_rsa"))
+    return key, tmp_path / "id_rsa"
+
+
+def listen(tmp_path: Path, host_key: paramiko.PKey) -> tuple[socket.socket, int]:
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    known = tmp_path / "known_hosts"
-    known.write_text(f"[127.0.0.1]:{port} {host_key.get_name()} {host_key.get_base64()}\n")
+    with (tmp_path / "known_hosts").open("a") as known:
+        known.write(f"[127.0.0.1]:{port} {host_key.get_name()} {host_key.get_base64()}\n")
+    return listener, port
 
-    def serve() -> None:
+
+def test_a_connection_reset_while_logging_in_is_an_ssh_failure(
+        tmp_path: Path, keys: tuple[paramiko.RSAKey, Path]) -> None:
+    host_key = paramiko.RSAKey.generate(2048)
+    listener, port = listen(tmp_path, host_key)
+
+    def reset_once() -> None:
         sock, _ = listener.accept()
         transport = paramiko.Transport(sock)
         transport.add_server_key(host_key)
         transport.start_server(server=ResetAtLogin(sock))
         transport.join(10)
 
-    thread = threading.Thread(target=serve, daemon=True)
+    thread = threading.Thread(target=reset_once, daemon=True)
     thread.start()
-    yield port, known
-    listener.close()
-    thread.join(10)
-
-
-def test_a_connection_reset_while_logging_in_is_an_ssh_failure(
-        resetting_server: tuple[int, Path], tmp_path: Path) -> None:
-    port, known = resetting_server
-    key = tmp_path / "id_rsa"
-    paramiko.RSAKey.generate(2048).write_private_key_file(str(key))
-    target = Target("jetson-x", "127.0.0.1", port, "root", str(key), (str(known),))
+    target = Target("jetson-x", "127.0.0.1", port, "root", str(keys[1]),
+                    (str(tmp_path / "known_hosts"),))
     with pytest.raises(SSHFailure) as failure:
         connect(target, policy=HostKeyPolicy("strict"), timeout=5)
     assert failure.value.reason == "ssh failed"
     assert "127.0.0.1 dropped the connection while we logged in" in failure.value.detail
+    listener.close()
+    thread.join(10)
+
+
+@pytest.fixture
+def bastion_and_target(tmp_path: Path, keys: tuple[paramiko.RSAKey, Path]
+                       ) -> Iterator[tuple[Target, Server, Server]]:
+    """A target that lets root in, behind a bastion that lets 'jump' in and forwards."""
+    key, key_file = keys
+    servers = {}
+    for role, user in (("target", "root"), ("bastion", "jump")):
+        host_key = paramiko.RSAKey.generate(2048)
+        listener, port = listen(tmp_path, host_key)
+        server = Server(user, key, forward=role == "bastion")
+        threading.Thread(target=serve, args=(listener, host_key, server), daemon=True).start()
+        servers[role] = (server, port, listener)
+    known = (str(tmp_path / "known_hosts"),)
+    jump = Target("bastion", "127.0.0.1", servers["bastion"][1], "jump", str(key_file), known)
+    target = Target("jetson-x", "127.0.0.1", servers["target"][1], "root", str(key_file), known,
+                    jump=(jump,))
+    yield target, servers["bastion"][0], servers["target"][0]
+    for _, _, listener in servers.values():
+        listener.close()
+
+
+def test_a_host_behind_a_bastion_is_reached_through_it(
+        bastion_and_target: tuple[Target, Server, Server]) -> None:
+    target, bastion, behind = bastion_and_target
+    conn = connect(target, policy=HostKeyPolicy("strict"), timeout=5)
+    try:
+        assert conn.transport.is_authenticated()
+        assert (bastion.logins, bastion.forwarded, behind.logins) == (
+            ["jump"], [("127.0.0.1", target.port)], ["root"])
+    finally:
+        conn.close()
+    assert conn.bastion is not None and not conn.bastion.transport.is_active()
+
+
+def test_a_bastion_that_is_down_or_refuses_is_one_reason(
+        bastion_and_target: tuple[Target, Server, Server], tmp_path: Path) -> None:
+    target, bastion, _ = bastion_and_target
+    closed = socket.create_server(("127.0.0.1", 0))
+    down_port = closed.getsockname()[1]
+    closed.close()
+    down = Target(target.name, target.address, target.port, target.user, target.key_file,
+                  target.known_hosts, jump=(Target("bastion", "127.0.0.1", down_port, "jump",
+                                                   target.key_file, target.known_hosts),))
+    with pytest.raises(SSHFailure) as failure:
+        connect(down, policy=HostKeyPolicy("strict"), timeout=5)
+    assert (failure.value.reason, failure.value.detail) == (
+        "bastion refused", f"bastion (jump@127.0.0.1:{down_port}): nothing listens on "
+                           f"127.0.0.1:{down_port}")
+    bastion.forward = False
+    with pytest.raises(SSHFailure) as refused:
+        connect(target, policy=HostKeyPolicy("strict"), timeout=5)
+    assert refused.value.reason == "bastion cannot forward"
+    assert refused.value.detail.startswith(f"bastion could not reach 127.0.0.1:{target.port}")
