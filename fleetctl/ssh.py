@@ -16,6 +16,7 @@ import http.client
 import logging
 import os
 import re
+import shlex
 import socket
 import time
 from dataclasses import dataclass, replace
@@ -282,9 +283,7 @@ class Connection:
         start = time.monotonic()
         address = self.target.address
         try:
-            channel = self.transport.open_session(timeout=self.timeout)
-            channel.settimeout(command_timeout)
-            channel.exec_command(command)
+            channel = self.start(command, command_timeout)
             try:
                 channel.sendall(script.encode())
                 channel.shutdown_write()
@@ -304,8 +303,21 @@ class Connection:
         if status == -1 and not self.transport.is_active():
             raise SSHFailure("ssh failed", f"{address}: the connection closed before "
                                             f"the command ended")
+        if self.target.become and status != 0:
+            _check_sudo(self.target, stderr.decode(errors="replace"))
         return Result(stdout.decode(errors="replace"), stderr.decode(errors="replace"), status,
                       time.monotonic() - start)
+
+    def start(self, command: str, timeout: float) -> paramiko.Channel:
+        """A session channel running ``command`` (a shell command line), through sudo
+        when the target becomes another user; its stdin is the caller's to write."""
+        channel = self.transport.open_session(timeout=self.timeout)
+        channel.settimeout(timeout)
+        line, first = become_command(self.target, command)
+        channel.exec_command(line)
+        if first:
+            channel.sendall(first)
+        return channel
 
     def http_get(self, url: str, timeout: float = 5.0) -> tuple[int, str]:
         """GET an ``http://`` URL as seen from the host: (status, body start).
@@ -362,6 +374,39 @@ class Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: what sudo prints when it will not run a command without what fleetctl lacks
+_SUDO_REFUSALS = ("sudo: a password is required", "sudo: a terminal is required",
+                  "is not in the sudoers file", "sudo: no tty present",
+                  "incorrect password attempt", "sudo: not found", "sudo: command not found")
+
+
+def become_command(target: Target, command: str) -> tuple[str, bytes]:
+    """``command`` as the target runs it, and what goes first on its stdin: with
+    ``become``, through ``sudo -n`` as the become user; with a become password, the
+    password is read from stdin by the shell and given to a first ``sudo -S true`` (so it
+    never reaches the command's stdin, even when sudo does not ask for it)."""
+    if not target.become:
+        return command, b""
+    sudo = f"sudo -n -u {shlex.quote(target.become_user)} -- sh -c {shlex.quote(command)}"
+    if target.become_password is None:
+        return sudo, b""
+    check = f"sudo -S -p '' -u {shlex.quote(target.become_user)} -- true"
+    return (f"IFS= read -r p && printf '%s\\n' \"$p\" | {check} && unset p && exec {sudo}",
+            target.become_password.encode() + b"\n")
+
+
+def _check_sudo(target: Target, stderr: str) -> None:
+    """SSHFailure naming what sudo wants when it refused to run a command."""
+    refusal = next((line.strip() for line in stderr.splitlines()
+                    if any(r in line for r in _SUDO_REFUSALS)), None)
+    if refusal:
+        hint = ("set ansible_become_password (vault it) or allow the user NOPASSWD in sudoers"
+                if "password" in refusal or "terminal" in refusal or "tty" in refusal
+                else "give the user sudo rights, or log in as root")
+        raise SSHFailure("sudo failed", f"{target.user}@{target.address} cannot become "
+                                        f"{target.become_user}: {refusal}; {hint}")
 
 
 def connect(target: Target, *, policy: HostKeyPolicy = HostKeyPolicy(),

@@ -105,10 +105,13 @@ def lab_fault(
         help="sshd-down, hang, unreachable, dockerd-down, disk-full, slow-link, "
              "gpu-saturated or memory-exhausted (what tegrastats reports), "
              "dpkg-interrupted, disk-full-at-download, reboot-hangs, "
-             "capsule-not-applied or new-slot-fails-to-boot (OS updates).")],
+             "capsule-not-applied or new-slot-fails-to-boot (OS updates), "
+             "behind-bastion (sshd answers only the --via host's forwarded connections).")],
     delay_ms: Annotated[float, typer.Option(help="slow-link: delay each way, in ms.")] = 100,
     kbps: Annotated[float, typer.Option(help="slow-link: bandwidth cap in kbit/s (0: none).")
                     ] = 0,
+    via: Annotated[str, typer.Option(help="behind-bastion: the lab host that is the "
+                                          "bastion.")] = "build-server",
 ) -> None:
     """Inject a fault on a lab host.
 
@@ -118,7 +121,8 @@ def lab_fault(
     from fleetctl.lab.faults import check_fault_kind
 
     check_fault_kind(kind)
-    params = {"delay_ms": delay_ms, "kbps": kbps} if kind == "slow-link" else {}
+    params = {"delay_ms": delay_ms, "kbps": kbps} if kind == "slow-link" else \
+        {"via": via} if kind == "behind-bastion" else {}
     result = client.request(_lab_paths(), "fault", host=host, kind=kind, params=params)
     out.print(f"{result['name']}: {', '.join(result['faults'])}")
 

@@ -251,11 +251,9 @@ def send_blob(conn: Connection, path: Path, digest: Digest, offset: int, limit: 
     if offset < total:
         part = f"{STAGING}/blobs/{digest.hex}.part"
         try:
-            channel = conn.transport.open_session(timeout=conn.timeout)
-            channel.settimeout(timeout)
-            channel.exec_command(f"umask 077 && {command('mkdir', '-p', f'{STAGING}/blobs')} "
+            channel = conn.start(f"umask 077 && {command('mkdir', '-p', f'{STAGING}/blobs')} "
                                  f"&& {command('truncate', '-s', offset, part)} "
-                                 f"&& cat >> {quote(part)}")
+                                 f"&& cat >> {quote(part)}", timeout)
             with path.open("rb") as source:
                 source.seek(offset)
                 while chunk := source.read(CHUNK):
@@ -362,10 +360,8 @@ class Seed:
         self.address = address
         self.token = secrets.token_hex(16)
         try:
-            self.channel = conn.transport.open_session(timeout=conn.timeout)
-            self.channel.exec_command(command("python3", "-c", SEED_SCRIPT, "serve",
-                                              f"{STAGING}/blobs", address))
-            self.channel.settimeout(30)
+            self.channel = conn.start(command("python3", "-c", SEED_SCRIPT, "serve",
+                                              f"{STAGING}/blobs", address), 30)
             self.channel.sendall(f"{self.token}\n".encode())   # never on argv (ps shows it)
             first = self.channel.makefile("rb").readline().decode().strip()
         except (paramiko.SSHException, EOFError, OSError) as exc:

@@ -59,6 +59,8 @@ CONNECTION_VARS = {
     "user": ("ansible_ssh_user", "ansible_user", "ssh_user"),
     "key_file": ("ansible_ssh_private_key_file", "ansible_private_key_file", "ssh_key"),
     "become": ("ansible_become", "become"),
+    "become_user": ("ansible_become_user",),
+    "become_password": ("ansible_become_password", "ansible_become_pass"),
 }
 
 

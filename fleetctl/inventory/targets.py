@@ -11,7 +11,7 @@ import operator
 import re
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
@@ -20,6 +20,7 @@ from fleetctl.errors import InputError
 from fleetctl.facts.hostfacts import HostFacts
 from fleetctl.inventory.model import Host
 from fleetctl.inventory.sshconfig import first, lookup, parse_jumps, port_number, ssh_args
+from fleetctl.secrets import register
 
 USER_KNOWN_HOSTS = ("~/.ssh/known_hosts",)
 POLICIES = ("strict", "accept-new")
@@ -38,6 +39,10 @@ class Target:
     known_hosts: tuple[str, ...] = ()
     jump: tuple[Target, ...] = ()
     proxy_command: str | None = None
+    #: ``become``: run every command through sudo as ``become_user``
+    become: bool = False
+    become_user: str = "root"
+    become_password: str | None = field(default=None, repr=False)
 
 
 def known_hosts_files(host_vars: dict[str, Any]) -> tuple[str, ...]:
@@ -62,12 +67,13 @@ def known_hosts_files(host_vars: dict[str, Any]) -> tuple[str, ...]:
 def target_for(host: Host) -> Target:
     """The connection target of an inventory host, as OpenSSH would reach it given the
     host's variables, ssh arguments and ssh_config (see :mod:`.sshconfig`). fleetctl
-    logs in as the user that runs its steps: ``become`` (sudo) to another user is
-    refused, not ignored."""
-    if host.become and host.user != "root":
-        raise InputError(f"host {host.name}: ansible_become is set, but fleetctl does not "
-                         f"use sudo; log in as root (ansible_user: root) on this host")
+    logs in as the inventory's user and, with ``ansible_become``, runs every command
+    through sudo (the only become method it knows) as ``ansible_become_user``."""
     where = f"{host.where}: host {host.name}"
+    method = str(host.vars.get("ansible_become_method") or "sudo")
+    if host.become and method != "sudo":
+        raise InputError(f"{where}: ansible_become_method {method!r}: fleetctl becomes root "
+                         f"with sudo only")
     args = ssh_args(host.vars, where)
     config = lookup(args.get("configfile"), host.address, where)
     port = host.setting("port") or args.get("port") or config.get("port")
@@ -86,7 +92,17 @@ def target_for(host: Host) -> Target:
                            or "root"),
                   key_file=key, known_hosts=known, jump=jumps,
                   proxy_command=None if jumps or not proxy or proxy.lower() == "none"
-                  else proxy)
+                  else proxy,
+                  become=host.become, become_user=str(host.setting("become_user") or "root"),
+                  become_password=_password(host.setting("become_password")))
+
+
+def _password(value: object) -> str | None:
+    """The become password, registered as a secret (it never reaches logs or errors)."""
+    if value is None:
+        return None
+    register([str(value)])
+    return str(value)
 
 
 def _jump_target(user: str | None, name: str, port: int | None, config_file: str | None,

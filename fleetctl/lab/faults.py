@@ -14,6 +14,9 @@
 - ``capsule-not-applied``: reboots leave the firmware as it was, status 6162.
 - ``new-slot-fails-to-boot``: a switch to the other rootfs slot fails; the bootloader
   marks it unbootable and boots the old slot again.
+- ``behind-bastion``: the host's sshd refuses every connection but those the bastion
+  (``--via``, the lab host whose sshd forwards them) opens: nft accepts sockets of the
+  bastion's cgroup and resets the rest.
 """
 
 from __future__ import annotations
@@ -23,11 +26,11 @@ import sys
 
 from fleetctl.errors import InputError, LabError
 from fleetctl.lab.host import SSH_INNER_PORT, SSH_PORT, LabHost
-from fleetctl.lab.system import Cgroup, alive, run, spawn, stop
+from fleetctl.lab.system import CGROUP_ROOT, UNIFIED, Cgroup, alive, run, spawn, stop
 
 KINDS = ("sshd-down", "hang", "unreachable", "dockerd-down", "disk-full", "slow-link",
          "gpu-saturated", "memory-exhausted", "dpkg-interrupted", "disk-full-at-download",
-         "reboot-hangs", "capsule-not-applied", "new-slot-fails-to-boot")
+         "reboot-hangs", "capsule-not-applied", "new-slot-fails-to-boot", "behind-bastion")
 #: faults that the host's own tools (tegrastats, the L4T packages) read in /run/fleetlab
 MARKER_FAULTS = ("gpu-saturated", "memory-exhausted", "dpkg-interrupted",
                  "disk-full-at-download")
@@ -56,6 +59,8 @@ def inject(host: LabHost, kind: str, params: dict) -> None:
         host.cgroup.freeze(True)
     elif kind == "unreachable":
         _nft_drop(host.spec.address, host.spec.name)
+    elif kind == "behind-bastion":
+        _behind_bastion(host, str(params.get("via") or ""))
     elif kind == "dockerd-down":
         host.stop_dockerd()
     elif kind == "disk-full":
@@ -91,7 +96,7 @@ def heal(host: LabHost) -> list[str]:
     faults = host.state.faults
     if "hang" in faults:
         host.cgroup.freeze(False)
-    if "unreachable" in faults:
+    if "unreachable" in faults or "behind-bastion" in faults:
         nft_undrop(host.spec.name)
     if "disk-full" in faults:
         (host.disk / FILL_FILE).unlink(missing_ok=True)
@@ -133,13 +138,28 @@ def _slow_link(host: LabHost, params: dict) -> None:
     params.update({"pid": pid, "delay_ms": delay, "kbps": kbps, "stats": str(stats)})
 
 
+def _behind_bastion(host: LabHost, via: str) -> None:
+    bastion = Cgroup(via).dirs()[-1]
+    if not via or bastion.parent.parent != UNIFIED or not bastion.is_dir():
+        raise InputError(f"behind-bastion: --via {via!r} should name a running lab host "
+                         f"(and the machine needs the unified cgroup hierarchy at {UNIFIED})")
+    ssh = ["ip", "daddr", host.spec.address, "tcp", "dport", str(SSH_PORT)]
+    _nft_rule([*ssh, "socket", "cgroupv2", "level", "2",
+               f'"{bastion.relative_to(CGROUP_ROOT)}"', "accept"], host.spec.name)
+    _nft_rule([*ssh, "reject", "with", "tcp", "reset"], host.spec.name)
+
+
 def _nft_drop(address: str, name: str, port: list[str] | None = None) -> None:
+    _nft_rule(["ip", "daddr", address, *(port or []), "drop"], name)
+
+
+def _nft_rule(rule: list[str], name: str) -> None:
+    """Append ``rule`` to the lab's output chain, labelled ``name``."""
     if run(["nft", "list", "table", "inet", NFT_TABLE], check=False).returncode != 0:
         run(["nft", "add", "table", "inet", NFT_TABLE])
         run(["nft", "add", "chain", "inet", NFT_TABLE, "out",
              "{ type filter hook output priority 0; policy accept; }"])
-    run(["nft", "add", "rule", "inet", NFT_TABLE, "out", "ip", "daddr", address, *(port or []),
-         "drop", "comment", f'"{name}"'])
+    run(["nft", "add", "rule", "inet", NFT_TABLE, "out", *rule, "comment", f'"{name}"'])
 
 
 def nft_drop_port(address: str, name: str) -> None:

@@ -52,6 +52,22 @@ fi
 umount "$DISK" "$FILES"
 rmdir "$DISK" "$FILES"
 
+# Logins that are not root, as JetPack's 'nvidia' (ansible_become): 'nvidia' may sudo
+# without a password, 'ops' only with its password (lab-sudo-password).
+if ! grep -q '^nvidia:' /etc/passwd; then
+    echo 'nvidia:x:4242:4242:fleetlab nvidia:/home/nvidia:/bin/sh' >> /etc/passwd
+    echo 'ops:x:4243:4243:fleetlab ops:/home/ops:/bin/sh' >> /etc/passwd
+    printf 'nvidia:x:4242:\nops:x:4243:\n' >> /etc/group
+    echo 'nvidia:*:19000:0:99999:7:::' >> /etc/shadow
+    echo "ops:$(openssl passwd -6 -salt fleetlab lab-sudo-password):19000:0:99999:7:::" \
+        >> /etc/shadow
+    echo "127.0.1.1 $NAME" >> /etc/hosts      # sudo resolves the host's own name
+fi
+if [ -d /etc/sudoers.d ]; then
+    printf 'nvidia ALL=(ALL) NOPASSWD:ALL\nops ALL=(ALL) ALL\n' > /etc/sudoers.d/fleetlab
+    chmod 0440 /etc/sudoers.d/fleetlab
+fi
+
 # Hide the lab's own state (keys, other hosts) from the host.
 mount -t tmpfs -o size=4k,mode=0700 "fleetlab-$NAME-hide" "$LAB_DIR"
 

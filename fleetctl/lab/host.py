@@ -180,14 +180,18 @@ class LabHost:
     def _write_ssh(self, client_pubkey: str) -> str:
         """sshd's config and host key, outside the slots (a reflash makes a new key)."""
         ssh = self.disk / "ssh"
-        (ssh / "sshd_config").write_text(SSHD_CONFIG)
+        (ssh / "sshd_config").write_text(SSHD_CONFIG + ("LogLevel DEBUG1\n" if self.spec.bastion
+                                                        else ""))
         key = ssh / "ssh_host_ed25519_key"
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{self.spec.name}",
              "-f", str(key)])
-        auth = self.disk / "root" / ".ssh"
-        auth.mkdir(mode=0o700)
-        (auth / "authorized_keys").write_text(client_pubkey)
-        os.chmod(auth / "authorized_keys", 0o600)
+        for home, uid in (("root", 0), ("home/nvidia", 4242), ("home/ops", 4243)):
+            auth = self.disk / home / ".ssh"    # the non-root logins: see host-init.sh
+            auth.mkdir(mode=0o700, parents=True)
+            (auth / "authorized_keys").write_text(client_pubkey)
+            os.chmod(auth / "authorized_keys", 0o600)
+            for path in (auth.parent, auth, auth / "authorized_keys"):
+                os.chown(path, uid, uid)
         return " ".join(key.with_suffix(".pub").read_text().split()[:2])
 
     # -- start / stop --------------------------------------------------------------------------

@@ -25,7 +25,7 @@ _MIN_DISK = 16 * 1024**2
 
 HOST_KEYS = {
     "name", "address", "groups", "vars", "nv_tegra_release", "model", "compatible", "serial",
-    "cuda", "memory_mb", "disk", "docker", "nvidia_runtime", "compose",
+    "cuda", "memory_mb", "disk", "docker", "nvidia_runtime", "compose", "bastion",
 }
 
 
@@ -48,6 +48,8 @@ class HostSpec:
     docker: bool = True
     nvidia_runtime: bool = True
     compose: str = "v1"
+    #: a jump host: its sshd logs each forwarded channel (LogLevel DEBUG1)
+    bastion: bool = False
 
     @property
     def is_jetson(self) -> bool:
@@ -175,6 +177,7 @@ class _HostReader:
             serial=str(self.get("serial", (str, int), f"lab{self.index:010d}", "a serial number")),
             cuda=cuda, memory_mb=memory_mb, disk_bytes=disk_bytes, docker=docker,
             nvidia_runtime=runtime, compose=compose,
+            bastion=self.get("bastion", bool, False, "true or false"),
         )
 
 

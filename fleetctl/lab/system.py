@@ -40,6 +40,7 @@ REQUIRED_BINARIES = {
 #: v1 controllers each lab host joins; pids lists every process, freezer hangs a host.
 CONTROLLERS = ("pids", "freezer", "memory", "cpu")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+UNIFIED = CGROUP_ROOT / "unified"
 LAB_CGROUP = "fleetlab"
 
 
@@ -218,13 +219,18 @@ def stop(pid: int | None, sig: int = signal.SIGTERM, wait: float = 10.0) -> None
 
 
 class Cgroup:
-    """One lab cgroup (``fleetlab/<name>``) across the v1 controllers."""
+    """One lab cgroup (``fleetlab/<name>``) across the v1 controllers (and v2)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
 
     def dirs(self) -> list[Path]:
-        return [CGROUP_ROOT / c / LAB_CGROUP / self.name for c in CONTROLLERS]
+        """The cgroup in each v1 controller, and in the unified (v2) hierarchy when the
+        machine mounts one beside them: nft matches sockets by their v2 cgroup."""
+        roots = [CGROUP_ROOT / c for c in CONTROLLERS]
+        if (UNIFIED / "cgroup.procs").exists():
+            roots.append(UNIFIED)
+        return [root / LAB_CGROUP / self.name for root in roots]
 
     def create(self) -> None:
         for d in self.dirs():

@@ -131,7 +131,9 @@ class TestPool:
             folder = tests.files[0].resolve().parent   # node ids relative to the package
             request = {"id": request_id, "files": [str(f.resolve()) for f in tests.files],
                        "folder": str(folder), "ssh_config": str(config), "home": home,
-                       "alias": ALIAS, "env": tests.env, "timeout": timeout}
+                       "alias": ALIAS, "env": tests.env, "timeout": timeout,
+                       # tests run commands through sudo (NOPASSWD) as fleetctl does
+                       "sudo_user": tests.target.become_user if tests.target.become else None}
             with self._lock:
                 process = self._started()
                 self._waiting[request_id] = (process, answers)

@@ -137,9 +137,11 @@ def run_tests(request: dict[str, Any]) -> dict[str, Any]:
     os.environ.update({**request["env"], "HOME": request["home"]})
     os.chdir(folder)
     outcomes, errors = Outcomes(request["alias"]), io.StringIO()
+    sudo = ["--sudo", f"--sudo-user={request['sudo_user']}"] if request.get("sudo_user") \
+        else []
     argv = pytest_args(folder, *request["files"],
                        f"--hosts={VerifiedParamiko.NAME}://{request['alias']}",
-                       f"--ssh-config={request['ssh_config']}")
+                       f"--ssh-config={request['ssh_config']}", *sudo)
     with contextlib.redirect_stderr(errors):
         code = pytest.main(argv, plugins=[outcomes])
     if not outcomes.counts and code != pytest.ExitCode.NO_TESTS_COLLECTED:

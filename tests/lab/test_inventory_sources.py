@@ -1,5 +1,6 @@
 """Inventories beyond plain files, probed and deployed to on the lab: an inventory script
-(a CMDB's, answering Ansible's JSON) and a group_vars file encrypted by ansible-vault."""
+(a CMDB's, answering Ansible's JSON), a group_vars file encrypted by ansible-vault, and a
+site reached through a bastion named in the user's ssh_config."""
 
 from __future__ import annotations
 
@@ -79,3 +80,81 @@ def test_a_vaulted_group_vars_file_is_opened_to_connect(lab: Lab, empty: None,
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     [row] = json.loads(deployed.stdout)["hosts"]
     assert (row["host"], row["phase"]) == (HOST, "committed")
+
+
+def test_a_site_behind_a_bastion_is_probed_and_deployed_to_through_it(
+        lab: Lab, empty: None, tmp_path: Path) -> None:
+    """jetson-b2 answers only connections build-server's sshd forwards; the user's
+    ~/.ssh/config says to jump through build-server. Probe, deploy (testinfra gate
+    included) and --delivery ssh go through it; the bastion's log shows the channels."""
+    bastion, address = lab.address("build-server"), lab.address(HOST)
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(f"Host {address}\n  ProxyJump root@{bastion}\n")
+    through = {"HOME": str(home)}
+    common = ["-i", lab.status["inventory"], "--state-dir", str(tmp_path / "state"),
+              "--limit", HOST]
+    log = Path(lab.status["dir"]) / "hosts" / "build-server" / "sshd.log"
+    before = log.read_text().count(f"to {address} port 22")
+    fleetctl("lab", "fault", HOST, "behind-bastion", "--via", "build-server")
+    try:
+        direct = json.loads(fleetctl("audit", *common, "--format", "json", check=False).stdout)
+        assert direct["hosts"][0]["status"] == "unreachable"
+        audit = json.loads(fleetctl("audit", *common, "--format", "json", env=through).stdout)
+        assert [(h["host"], h["l4t"]) for h in audit["hosts"]] == [(HOST, "36.4.0")]
+        for version, delivery in (("0.6.8", []), ("0.7.0", ["--delivery", "ssh"])):
+            deployed = fleetctl("deploy", f"ollama:{version}", *common, *delivery, "--yes",
+                                "--json", "--gate-timeout", "20s", check=False, env=through)
+            assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+            [row] = json.loads(deployed.stdout)["hosts"]
+            assert (row["phase"], row["to_version"]) == ("committed", version)
+        assert log.read_text().count(f"to {address} port 22") > before + 2
+        fleetctl("lab", "fault", "build-server", "unreachable")
+        down = json.loads(fleetctl("audit", *common, "--format", "json", "--refresh",
+                                   check=False, env=through).stdout)
+        assert down["hosts"][0]["reason"].startswith(
+            f"bastion timeout: {bastion} (root@{bastion}:22): no answer from {bastion}:22")
+    finally:
+        fleetctl("lab", "heal", "build-server")
+        fleetctl("lab", "heal", HOST)
+
+
+def test_a_login_that_is_not_root_becomes_root_with_sudo(lab: Lab, empty: None,
+                                                         tmp_path: Path) -> None:
+    """jetson-b2 as 'nvidia' (password-less sudo) is probed and deployed to; as 'ops',
+    whose sudo wants a password, it is refused in one reason, then reached with the
+    password from a vaulted host_vars file."""
+    inventory = yaml.safe_load(Path(lab.status["inventory"]).read_text())
+    inventory["all"]["hosts"][HOST].update(ansible_user="nvidia", ansible_become=True)
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    common = ["-i", str(tmp_path / "hosts.yml"), "--state-dir", str(tmp_path / "state"),
+              "--limit", HOST]
+    audit = json.loads(fleetctl("audit", *common, "--format", "json").stdout)
+    assert [(h["host"], h["l4t"], h["docker"] is not None) for h in audit["hosts"]] == [
+        (HOST, "36.4.0", True)]
+    deployed = fleetctl("deploy", "ollama:0.6.8", *common, "--yes", "--json",
+                        "--gate-timeout", "20s", check=False)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    [row] = json.loads(deployed.stdout)["hosts"]
+    assert row["phase"] == "committed"
+    assert lab.ssh(HOST, "stat -c %U /opt/fleetctl").stdout.strip() == "root"
+
+    inventory["all"]["hosts"][HOST]["ansible_user"] = "ops"
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    refused = json.loads(fleetctl("audit", *common, "--format", "json", "--refresh",
+                                  check=False).stdout)
+    assert refused["hosts"][0]["reason"] == (
+        f"sudo failed: ops@{lab.address(HOST)} cannot become root: sudo: a password is "
+        f"required; set ansible_become_password (vault it) or allow the user NOPASSWD in "
+        f"sudoers")
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "host_vars" / f"{HOST}.yml").write_text(
+        "ansible_become_password: lab-sudo-password\n")
+    (tmp_path / "pass").write_text("vault password\n")
+    subprocess.run([str(Path(sys.executable).parent / "ansible-vault"), "encrypt",
+                    "--vault-password-file", "pass", f"host_vars/{HOST}.yml"], cwd=tmp_path,
+                   check=True, capture_output=True)
+    vault = {"FLEETCTL_VAULT_PASSWORD_FILE": str(tmp_path / "pass")}
+    opened = json.loads(fleetctl("audit", *common, "--format", "json", "--refresh",
+                                 env=vault).stdout)
+    assert [(h["host"], h["l4t"]) for h in opened["hosts"]] == [(HOST, "36.4.0")]

@@ -70,18 +70,43 @@ def test_bad_where(text: str, message: str) -> None:
         parse_where(text)
 
 
-def test_become_with_another_user_is_refused_not_ignored(tmp_path) -> None:
+def test_become_runs_commands_through_sudo(tmp_path) -> None:
+    import shlex
+    import subprocess
+
     import pytest
 
     from fleetctl.errors import InputError
     from fleetctl.inventory.ansible import load_inventory
     from fleetctl.inventory.targets import target_for
+    from fleetctl.ssh import become_command
 
     path = tmp_path / "hosts.ini"
-    path.write_text("j1 ansible_host=127.0.1.1 ansible_user=ubuntu ansible_become=true\n"
-                    "j2 ansible_host=127.0.1.2 become=yes\n")
+    path.write_text("j1 ansible_user=nvidia ansible_become=true\n"
+                    "j2 ansible_user=nvidia ansible_become=yes ansible_become_user=svc "
+                    "ansible_become_password='pa ss'\n"
+                    "j3 ansible_user=nvidia ansible_become=true ansible_become_method=su\n"
+                    "j4 ansible_user=nvidia\n")
     hosts = load_inventory(path).hosts
-    with pytest.raises(InputError, match="host j1: ansible_become is set, but fleetctl does "
-                                         "not use sudo"):
-        target_for(hosts["j1"])
-    assert target_for(hosts["j2"]).user == "root"
+    j1, j2, j4 = (target_for(hosts[h]) for h in ("j1", "j2", "j4"))
+    assert (j1.user, j1.become, j1.become_user, j1.become_password) == (
+        "nvidia", True, "root", None)
+    assert "pa ss" not in repr(j2)
+    assert become_command(j4, "sh -s") == ("sh -s", b"")
+    assert become_command(j1, "umask 077 && cat > 'a b'") == (
+        "sudo -n -u root -- sh -c " + shlex.quote("umask 077 && cat > 'a b'"), b"")
+    line, first = become_command(j2, "sh -s")
+    assert first == b"pa ss\n"
+    # the password goes to the first sudo, never to the command's stdin
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sudo").write_text('#!/bin/sh\nwhile [ "$1" != "--" ]; do [ "$1" = -S ] && '
+                               'read -r pw && echo "sudo got: $pw" >&2; shift; done\n'
+                               'shift; exec "$@"\n')
+    (fake / "sudo").chmod(0o755)
+    ran = subprocess.run(["sh", "-c", line], input=b"pa ss\necho script ran; cat\n",
+                         capture_output=True, env={"PATH": f"{fake}:/usr/bin:/bin"})
+    assert (ran.stdout, ran.stderr) == (b"script ran\n", b"sudo got: pa ss\n")
+    with pytest.raises(InputError, match="host j3: ansible_become_method 'su': fleetctl "
+                                         "becomes root with sudo only"):
+        target_for(hosts["j3"])
