@@ -42,6 +42,7 @@ from fleetctl.facts import audit as audits
 from fleetctl.facts.probe import ProbeResult, probe_hosts, probe_os, select_by_facts
 from fleetctl.inventory.ansible import load_inventory
 from fleetctl.inventory.ansible import redact as redact_vars
+from fleetctl.inventory.export import ansible_list
 from fleetctl.inventory.model import Host, Inventory
 from fleetctl.inventory.targets import host_key_policy as check_policy
 from fleetctl.inventory.targets import parse_where
@@ -174,6 +175,12 @@ class Fleet:
     def hosts(self, selection: Selection) -> list[Host]:
         """The inventory hosts a selection names (facts selectors not applied)."""
         return self.inventory.select(selection.limit, selection.group)
+
+    def ansible_inventory(self, selection: Selection, *, redact: bool = False) -> dict:
+        """The selected hosts as ``ansible-inventory --list`` prints them (secret-looking
+        values as ``***`` with ``redact``)."""
+        names = [h.name for h in self.hosts(selection)]
+        return ansible_list(self.inventory, names, redact_vars if redact else dict)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Send every journal event to ``listener``; returns the call that stops it."""

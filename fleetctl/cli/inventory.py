@@ -35,17 +35,16 @@ def inventory_list(
     Example: fleetctl inventory list -i inventories/example --limit 'factory-a:&orin'
     """
     from fleetctl.api import Selection, redact_vars
-    from fleetctl.inventory.export import ansible_list
 
     if output not in ("table", "json", "ansible"):
         raise FleetError(f"--format {output!r} should be table, json or ansible", exit_code=2)
     fleet = open_fleet(inventory)
-    hosts = fleet.hosts(Selection(group, limit))
-    show = redact_vars if redact else dict
     if output == "ansible":
-        print(json.dumps(ansible_list(fleet.inventory, [h.name for h in hosts], show),
+        print(json.dumps(fleet.ansible_inventory(Selection(group, limit), redact=redact),
                          indent=4, sort_keys=True, default=str))
         return
+    hosts = fleet.hosts(Selection(group, limit))
+    show = redact_vars if redact else dict
     if output == "json":
         print(json.dumps({h.name: {"address": h.address, "port": h.port, "user": h.user,
                                    "groups": h.groups, "vars": show(h.vars)}
