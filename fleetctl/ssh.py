@@ -386,14 +386,16 @@ def become_command(target: Target, command: str) -> tuple[str, bytes]:
     """``command`` as the target runs it, and what goes first on its stdin: with
     ``become``, through ``sudo -n`` as the become user; with a become password, the
     password is read from stdin by the shell and given to a first ``sudo -S true`` (so it
-    never reaches the command's stdin, even when sudo does not ask for it)."""
+    never reaches the command's stdin, even when sudo does not ask for it), whose ticket
+    the second, ``sudo -n``, uses."""
     if not target.become:
         return command, b""
     sudo = f"sudo -n -u {shlex.quote(target.become_user)} -- sh -c {shlex.quote(command)}"
     if target.become_password is None:
         return sudo, b""
     check = f"sudo -S -p '' -u {shlex.quote(target.become_user)} -- true"
-    return (f"IFS= read -r p && printf '%s\\n' \"$p\" | {check} && unset p && exec {sudo}",
+    # no exec: sudo keeps the first one's ticket for processes of the same parent
+    return (f"IFS= read -r p && printf '%s\\n' \"$p\" | {check} && unset p && {sudo}",
             target.become_password.encode() + b"\n")
 
 

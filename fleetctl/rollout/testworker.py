@@ -46,8 +46,9 @@ ORDER = ("failed", "passed", "skipped", "xfailed", "xpassed", "error")
 
 class VerifiedParamiko(ParamikoBackend):
     """testinfra's paramiko backend, but the host's key must be in a ``UserKnownHostsFile``
-    of the ssh_config (testinfra's own accepts any key) and only the ssh_config's
-    ``IdentityFile`` is offered."""
+    of the ssh_config (testinfra's own accepts any key), only the ssh_config's
+    ``IdentityFile`` is offered, and its ``ProxyCommand`` (a host behind a bastion) is
+    the way there."""
 
     NAME = "fleetctl"
 
@@ -59,10 +60,12 @@ class VerifiedParamiko(ParamikoBackend):
         for path in config.get("userknownhostsfile", "").split():
             client.get_host_keys().load(path)
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        proxy = config.get("proxycommand")
         client.connect(config["hostname"], port=int(config.get("port", 22)),
                        username=config.get("user"),
                        key_filename=config.get("identityfile"), timeout=self.timeout,
-                       look_for_keys=False, allow_agent=False)
+                       look_for_keys=False, allow_agent=False,
+                       sock=paramiko.ProxyCommand(proxy) if proxy else None)
         return client
 
 
