@@ -1,6 +1,7 @@
-"""Inventories: Ansible YAML/INI files, groups, vars and host patterns, and the SSH target
-of each host.
+"""Inventories: Ansible YAML/INI files, folders, inventory scripts and plugins, groups,
+vars (vaulted ones too) and host patterns, and the SSH target of each host (ssh_config,
+jump hosts, become).
 
-May import: fleetctl's shared helpers (errors, yamlfile) and facts.hostfacts (for
---where selectors).
+May import: fleetctl's shared helpers (errors, yamlfile, secrets, vault) and
+facts.hostfacts (for --where selectors).
 """

@@ -166,3 +166,17 @@ def test_the_implicit_localhost_is_refused_with_the_reason(tmp_path: Path) -> No
     with pytest.raises(InputError, match=r"implicit localhost is the controller, which "
                                          r"fleetctl does not deploy to"):
         load_inventory(tmp_path / "hosts.ini").select("localhost")
+
+
+def test_ini_values_of_every_python_literal_kind(tmp_path: Path) -> None:
+    """As ansible-core 2.19 types them (it marks bytes values unsafe: not templated)."""
+    files(tmp_path, {"types.ini": "[edge]\ncam1\n[all:vars]\nv_bool=True\nv_float=1.2\n"
+                                  "v_complex=2j\nv_single='single'\nv_bytes=b'raw'\n"
+                                  "v_ellipsis=...\nv_tuple=(1, 2)\nv_set={3}\n"
+                                  "v_empty_set=set()\nv_mixed=[..., 2j, set(), b'x']\n"
+                                  "; an invalid decimal literal: Python warns, Ansible keeps "
+                                  "the text\nv_name=host-01.internal\n"})
+    assert hostvars(tmp_path / "types.ini") == {"cam1": {
+        "v_bool": True, "v_float": 1.2, "v_complex": "2j", "v_single": "single",
+        "v_bytes": "raw", "v_ellipsis": "...", "v_tuple": [1, 2], "v_set": [3],
+        "v_empty_set": [], "v_mixed": ["...", "2j", [], "x"], "v_name": "host-01.internal"}}
