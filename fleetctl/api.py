@@ -43,6 +43,7 @@ from fleetctl.facts.probe import ProbeResult, probe_hosts, probe_os, select_by_f
 from fleetctl.inventory.ansible import load_inventory
 from fleetctl.inventory.ansible import redact as redact_vars
 from fleetctl.inventory.export import ansible_list
+from fleetctl.inventory.export import closed as closed_vars
 from fleetctl.inventory.model import Host, Inventory
 from fleetctl.inventory.targets import host_key_policy as check_policy
 from fleetctl.inventory.targets import parse_where
@@ -60,8 +61,8 @@ from fleetctl.telemetry.tracing import tracer_from_environment
 from fleetctl.vault import load_vault
 
 __all__ = ["WINDOW_CLOSED", "Audit", "Fleet", "HostStatus", "Listener", "NothingToDo",
-           "OSPlan", "OpenedBundle", "Selection", "generate_key", "key_id", "load_playbook",
-           "load_private_key", "redact_secrets", "redact_vars", "trust_key"]
+           "OSPlan", "OpenedBundle", "Selection", "closed_vars", "generate_key", "key_id",
+           "load_playbook", "load_private_key", "redact_secrets", "redact_vars", "trust_key"]
 
 #: an event: {"at", "rollout", "host", "package", "phase", "detail"}
 Listener = Callable[[dict[str, Any]], None]

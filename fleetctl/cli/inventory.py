@@ -34,7 +34,7 @@ def inventory_list(
 
     Example: fleetctl inventory list -i inventories/example --limit 'factory-a:&orin'
     """
-    from fleetctl.api import Selection, redact_vars
+    from fleetctl.api import Selection, closed_vars, redact_vars
 
     if output not in ("table", "json", "ansible"):
         raise FleetError(f"--format {output!r} should be table, json or ansible", exit_code=2)
@@ -47,7 +47,7 @@ def inventory_list(
     show = redact_vars if redact else dict
     if output == "json":
         print(json.dumps({h.name: {"address": h.address, "port": h.port, "user": h.user,
-                                   "groups": h.groups, "vars": show(h.vars)}
+                                   "groups": h.groups, "vars": closed_vars(show(h.vars))}
                           for h in hosts}, indent=2, default=str))
         return
     table = Table(title=f"{len(hosts)} hosts")

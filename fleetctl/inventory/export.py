@@ -39,17 +39,18 @@ def ansible_list(inventory: Inventory, hosts: Iterable[str] | None = None,
                 add(child)
 
     add("all")
-    hostvars = {name: _closed(show(host.vars)) for name, host in inventory.hosts.items()
+    hostvars = {name: closed(show(host.vars)) for name, host in inventory.hosts.items()
                 if name in available and host.vars}
     return {"_meta": {"hostvars": hostvars, "profile": PROFILE}, **result}
 
 
-def _closed(value: Any) -> Any:
-    """Vaulted values as ansible-inventory prints them: ``{"__ansible_vault": ...}``."""
+def closed(value: Any) -> Any:
+    """``value`` with each vaulted value not opened as ansible-inventory prints one:
+    ``{"__ansible_vault": ENVELOPE}``."""
     if isinstance(value, Vaulted):
         return {"__ansible_vault": value.envelope}
     if isinstance(value, dict):
-        return {k: _closed(v) for k, v in value.items()}
+        return {k: closed(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_closed(v) for v in value]
+        return [closed(v) for v in value]
     return value

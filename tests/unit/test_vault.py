@@ -99,9 +99,23 @@ def test_the_command_line_takes_the_password_file_as_a_flag_or_from_the_environm
     flag = fleetctl("--vault-password-file", str(vaulted / "pass"))
     assert flag.returncode == 0, flag.stderr
     assert '"db_password": "s3cr3t-from-file"' in flag.stdout
+    assert '"api_token": "t0ken-value-42"' in flag.stdout
     env = fleetctl(FLEETCTL_VAULT_PASSWORD_FILE=str(vaulted / "pass"))
     assert env.stdout == flag.stdout
     (vaulted / "wrong").write_text("battery staple\n")
     wrong = fleetctl(ANSIBLE_VAULT_PASSWORD_FILE=str(vaulted / "wrong"))
     assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1
     assert "does not open this vault" in wrong.stderr
+
+
+def test_a_closed_value_lists_as_ansible_inventory_shows_it(vaulted: Path) -> None:
+    """Without the password, inventory list still lists the host (JSON and Ansible form);
+    the value stays closed."""
+    (vaulted / "group_vars" / "web.yml").unlink()
+    for form in ("json", "ansible"):
+        listed = subprocess.run([sys.executable, "-m", "fleetctl", "inventory", "list", "-i",
+                                 str(vaulted / "hosts.yml"), "--format", form],
+                                capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+        assert listed.returncode == 0, listed.stderr
+        assert '"__ansible_vault": "$ANSIBLE_VAULT;1.2;AES256;prod' in listed.stdout
+        assert "t0ken-value-42" not in listed.stdout
