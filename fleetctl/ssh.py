@@ -16,7 +16,6 @@ import http.client
 import logging
 import os
 import re
-import shlex
 import socket
 import time
 from dataclasses import dataclass, replace
@@ -27,6 +26,8 @@ from urllib.parse import urlsplit
 import paramiko
 
 from fleetctl.inventory.targets import Target
+from fleetctl.shell import command as shell_command
+from fleetctl.shell import quote
 
 DEFAULT_TIMEOUT = 5.0
 #: preferred where the host offers them: AES-GCM's tag is checked inside OpenSSL, while
@@ -269,13 +270,13 @@ class Connection:
     """
 
     def __init__(self, target: Target, transport: paramiko.Transport, timeout: float,
-                 connected_at: float) -> None:
+                 connected_at: float, bastion: Connection | None = None) -> None:
         self.target = target
         self.transport = transport
         self.timeout = timeout
         self.connected_at = connected_at
         #: the jump host's connection this one goes through, closed with it
-        self.bastion: Connection | None = None
+        self.bastion = bastion
 
     def run(self, script: str, *, command: str = "sh -s",
             command_timeout: float = 60.0) -> Result:
@@ -390,10 +391,10 @@ def become_command(target: Target, command: str) -> tuple[str, bytes]:
     the second, ``sudo -n``, uses."""
     if not target.become:
         return command, b""
-    sudo = f"sudo -n -u {shlex.quote(target.become_user)} -- sh -c {shlex.quote(command)}"
+    sudo = shell_command("sudo", "-n", "-u", target.become_user, "--", "sh", "-c", command)
     if target.become_password is None:
         return sudo, b""
-    check = f"sudo -S -p '' -u {shlex.quote(target.become_user)} -- true"
+    check = shell_command("sudo", "-S", "-p", "", "-u", target.become_user, "--", "true")
     # no exec: sudo keeps the first one's ticket for processes of the same parent
     return (f"IFS= read -r p && printf '%s\\n' \"$p\" | {check} && unset p && {sudo}",
             target.become_password.encode() + b"\n")
@@ -424,14 +425,12 @@ def connect(target: Target, *, policy: HostKeyPolicy = HostKeyPolicy(),
     else:
         sock = _connect_socket(target, timeout)
     try:
-        conn = _handshake(target, sock, policy, timeout)
+        transport = _handshake(target, sock, policy, timeout)
     except BaseException:
         if bastion is not None:
             bastion.close()
         raise
-    conn.connected_at = time.monotonic() - start
-    conn.bastion = bastion
-    return conn
+    return Connection(target, transport, timeout, time.monotonic() - start, bastion)
 
 
 def _through_bastion(target: Target, policy: HostKeyPolicy,
@@ -456,9 +455,11 @@ def _through_bastion(target: Target, policy: HostKeyPolicy,
 
 
 def _proxy_command(target: Target) -> paramiko.ProxyCommand:
-    """The target's ProxyCommand, with OpenSSH's %h, %p, %r and %% filled in."""
-    command = re.sub(r"%[hpr%]", lambda m: {"%h": target.address, "%p": str(target.port),
-                                           "%r": target.user, "%%": "%"}[m[0]],
+    """The target's ProxyCommand, with OpenSSH's %h, %p, %r (each one word, as inventory
+    values are quoted) and %% filled in."""
+    command = re.sub(r"%[hpr%]", lambda m: {"%h": quote(target.address),
+                                           "%p": quote(target.port),
+                                           "%r": quote(target.user), "%%": "%"}[m[0]],
                      target.proxy_command or "")
     try:
         return paramiko.ProxyCommand(command)
@@ -467,7 +468,8 @@ def _proxy_command(target: Target) -> paramiko.ProxyCommand:
 
 
 def _handshake(target: Target, sock: Any, policy: HostKeyPolicy,
-               timeout: float) -> Connection:
+               timeout: float) -> paramiko.Transport:
+    """The verified, authenticated transport over ``sock`` (closed on failure)."""
     transport = paramiko.Transport(sock)
     transport.banner_timeout = timeout
     transport.handshake_timeout = timeout
@@ -495,7 +497,7 @@ def _handshake(target: Target, sock: Any, policy: HostKeyPolicy,
     except BaseException:
         transport.close()
         raise
-    return Connection(target, transport, timeout, 0.0)
+    return transport
 
 
 def run_script(target: Target, script: str, *, policy: HostKeyPolicy = HostKeyPolicy(),

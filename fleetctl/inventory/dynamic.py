@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,22 +58,12 @@ def parse_script(builder: InventoryBuilder, path: Path, timeout: float = SCRIPT_
     """Add what an inventory script answers to ``--list`` (and ``--host``) to
     ``builder``."""
     where = f"{path} --list"
-    data = run_inventory([str(path), "--list"], where, timeout)
-    hosts = _groups(builder, data, where)
-    meta = data.get("_meta")
-    hostvars = meta.get("hostvars") if isinstance(meta, dict) else None
-    if meta is not None and not isinstance(hostvars, dict):
-        raise InputError(f"{where}: _meta.hostvars should be a mapping of hosts to variables")
-    for host in hosts:
-        if hostvars is None:
-            host_where = f"{path} --host {host}"
-            got = run_inventory([str(path), "--host", host], host_where, timeout)
-        else:
-            host_where, got = where, hostvars.get(host, {})
-        if not isinstance(got, dict):
-            raise InputError(f"{host_where}: the variables of host {host!r} should be a "
-                             f"mapping")
-        builder.add_host(host, "all", got, where)
+
+    def ask(host: str) -> tuple[str, Any]:
+        host_where = f"{path} --host {host}"
+        return host_where, run_inventory([str(path), "--host", host], host_where, timeout)
+
+    _read(builder, run_inventory([str(path), "--list"], where, timeout), where, ask)
 
 
 def parse_plugin(builder: InventoryBuilder, path: Path, plugin: str) -> None:
@@ -86,11 +77,27 @@ def parse_plugin(builder: InventoryBuilder, path: Path, plugin: str) -> None:
                          f"not installed: pip install ansible-core, or pass the inventory "
                          f"'ansible-inventory -i {path} --list' prints")
     where = f"ansible-inventory -i {path} --list"
-    data = run_inventory([program, "-i", str(path), "--list"], where)
-    for host in _groups(builder, data, where):
-        got = data["_meta"]["hostvars"].get(host, {}) if isinstance(data.get("_meta"), dict) \
-            else {}
-        builder.add_host(host, "all", got if isinstance(got, dict) else {}, where)
+    _read(builder, run_inventory([program, "-i", str(path), "--list"], where), where,
+          lambda host: (where, {}))
+
+
+def _read(builder: InventoryBuilder, data: Any, where: str,
+          ask: Callable[[str], tuple[str, Any]]) -> None:
+    """Add Ansible's inventory JSON to ``builder``: its groups, then each host with its
+    ``_meta.hostvars`` entry, or what ``ask(host)`` answers (where, vars) without
+    ``_meta``."""
+    hosts = _groups(builder, data, where)
+    meta = data.get("_meta")
+    hostvars = meta.get("hostvars") if isinstance(meta, dict) else None
+    if meta is not None and not isinstance(hostvars, dict):
+        raise InputError(f"{where}: _meta.hostvars should be a mapping of hosts to variables")
+    for host in hosts:
+        host_where, got = (where, hostvars.get(host, {})) if hostvars is not None \
+            else ask(host)
+        if not isinstance(got, dict):
+            raise InputError(f"{host_where}: the variables of host {host!r} should be a "
+                             f"mapping")
+        builder.add_host(host, "all", got, where)
 
 
 def _groups(builder: InventoryBuilder, data: Any, where: str) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import operator
 import re
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,22 +44,14 @@ class Target:
     become_password: str | None = field(default=None, repr=False)
 
 
-def known_hosts_files(host_vars: dict[str, Any]) -> tuple[str, ...]:
-    """known_hosts files for a host: ``fleetctl_known_hosts``, ``UserKnownHostsFile=`` in
-    ``ansible_ssh_common_args``/``ansible_ssh_extra_args``, then the user's own."""
+def known_hosts_files(host_vars: dict[str, Any], ssh_options: dict[str, str]) -> tuple[str, ...]:
+    """known_hosts files for a host: ``fleetctl_known_hosts``, the ``UserKnownHostsFile``
+    of its ssh arguments (:func:`.sshconfig.ssh_args`), then the user's own."""
     files: list[str] = []
     own = host_vars.get("fleetctl_known_hosts")
     if own:
         files.extend([own] if isinstance(own, str) else list(own))
-    for var in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
-        try:
-            words = shlex.split(str(host_vars.get(var) or ""))
-        except ValueError:
-            continue
-        for word in words:
-            match = re.match(r"(?i)^(?:-o)?UserKnownHostsFile=(.+)$", word)
-            if match:
-                files.extend(match.group(1).split())
+    files.extend(str(ssh_options.get("userknownhostsfile") or "").split())
     return tuple(dict.fromkeys([*files, *USER_KNOWN_HOSTS]))
 
 
@@ -78,7 +69,7 @@ def target_for(host: Host) -> Target:
     config = lookup(args.get("configfile"), host.address, where)
     port = host.setting("port") or args.get("port") or config.get("port")
     key = host.key_file or first(args.get("identityfile")) or first(config.get("identityfile"))
-    known = tuple(dict.fromkeys([*known_hosts_files(host.vars),
+    known = tuple(dict.fromkeys([*known_hosts_files(host.vars, args),
                                  *str(config.get("userknownhostsfile") or "").split()]))
     jump_spec = args.get("proxyjump") or config.get("proxyjump")
     proxy = args.get("proxycommand") or config.get("proxycommand")

@@ -21,7 +21,6 @@ import json
 import os
 import queue
 import secrets
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetctl.inventory.targets import Target
+from fleetctl.shell import command
 from fleetctl.ssh import known_host_lines
 
 ALIAS = "fleetctl-target"
@@ -48,24 +48,25 @@ def ssh_config(target: Target, known_hosts: Path) -> str:
         lines += [f"  IdentityFile {target.key_file}", "  IdentitiesOnly yes"]
     lines.append(f"  UserKnownHostsFile {known_hosts}")
     if target.jump:         # testinfra's paramiko backend takes a ProxyCommand, not a jump
-        lines.append(f"  ProxyCommand {jump_command(target.jump, known_hosts)}")
+        lines.append(f"  ProxyCommand {jump_command(target, known_hosts)}")
     elif target.proxy_command:
         lines.append(f"  ProxyCommand {target.proxy_command}")
     return "\n".join(lines) + "\n"
 
 
-def jump_command(jumps: tuple[Target, ...], known_hosts: Path) -> str:
-    """An OpenSSH command that carries the connection through ``jumps`` (``ssh -W``),
-    each hop's key verified against ``known_hosts``."""
-    *earlier, last = jumps
-    words = ["ssh", "-W", "%h:%p", "-p", str(last.port), "-o", "BatchMode=yes",
+def jump_command(target: Target, known_hosts: Path) -> str:
+    """An OpenSSH command that carries the connection to ``target`` through its jump
+    hosts (``ssh -W``), each hop's key verified against ``known_hosts``."""
+    *earlier, last = target.jump
+    words = ["ssh", "-W", f"{target.address}:{target.port}", "-p", last.port,
+             "-o", "BatchMode=yes",
              "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
              "-o", "LogLevel=ERROR"]
     if last.key_file:
         words += ["-i", last.key_file, "-o", "IdentitiesOnly=yes"]
     if earlier:
         words += ["-J", ",".join(f"{j.user}@{j.address}:{j.port}" for j in earlier)]
-    return shlex.join([*words, f"{last.user}@{last.address}"])
+    return command(*words, f"{last.user}@{last.address}")
 
 
 @dataclass

@@ -75,6 +75,15 @@ def test_ssh_config_verifies_the_host_key_against_its_own_lines(tmp_path: Path) 
     assert {"  HostName 127.0.1.1", "  Port 2222", "  User ubuntu", "  BatchMode yes",
             "  StrictHostKeyChecking yes", "  IdentityFile /keys/id_ed25519",
             f"  UserKnownHostsFile {tmp_path / 'mine'}"} <= set(config)
+    # behind jump hosts: an OpenSSH ProxyCommand, every value one word, the hop's key checked
+    hops = (Target("gw", "10.9.0.1", 2022, "ops"),
+            Target("bastion", "127.0.1.50", 2200, "jump", "/keys/jump key"))
+    behind = ssh_config(replace(target, jump=hops), tmp_path / "mine").splitlines()
+    assert behind[-1] == (
+        f"  ProxyCommand ssh -W 127.0.1.1:2222 -p 2200 -o BatchMode=yes -o "
+        f"StrictHostKeyChecking=yes -o UserKnownHostsFile={tmp_path / 'mine'} -o "
+        f"LogLevel=ERROR -i '/keys/jump key' -o IdentitiesOnly=yes -J ops@10.9.0.1:2022 "
+        f"jump@127.0.1.50")
 
 
 def _ed25519(n: int) -> bytes:

@@ -176,3 +176,16 @@ def test_a_bastion_that_is_down_or_refuses_is_one_reason(
         connect(target, policy=HostKeyPolicy("strict"), timeout=5)
     assert refused.value.reason == "bastion cannot forward"
     assert refused.value.detail.startswith(f"bastion could not reach 127.0.0.1:{target.port}")
+
+
+def test_a_proxy_command_gets_inventory_values_as_one_word_each() -> None:
+    """An address and a user from the inventory reach the ProxyCommand as one argument
+    each, whatever they hold."""
+    from fleetctl.ssh import _proxy_command
+
+    target = Target("odd", "10.0.0.5; touch pwned", 2200, "ops user",
+                    proxy_command="printf '%%s|' %h %p %r")
+    proxy = _proxy_command(target)
+    printed = proxy.process.stdout.read()       # all it printed, to its end
+    proxy.close()
+    assert printed == b"10.0.0.5; touch pwned|2200|ops user|"

@@ -7,6 +7,7 @@ import pytest
 from fleetctl.errors import InputError
 from fleetctl.facts.hostfacts import parse_probe
 from fleetctl.inventory.model import Host
+from fleetctl.inventory.sshconfig import ssh_args
 from fleetctl.inventory.targets import host_key_policy, known_hosts_files, parse_where, target_for
 
 OUTPUTS = Path(__file__).parent / "probe_outputs"
@@ -26,8 +27,9 @@ def test_target_from_ansible_vars_with_known_hosts_from_ssh_args() -> None:
 
 
 def test_fleetctl_known_hosts_var_comes_first() -> None:
-    assert known_hosts_files({"fleetctl_known_hosts": "/a", "ansible_ssh_extra_args":
-                              "-oUserKnownHostsFile='/b /c'"}) == (
+    host_vars = {"fleetctl_known_hosts": "/a",
+                 "ansible_ssh_extra_args": "-oUserKnownHostsFile='/b /c'"}
+    assert known_hosts_files(host_vars, ssh_args(host_vars, "x")) == (
         "/a", "/b", "/c", "~/.ssh/known_hosts")
 
 
