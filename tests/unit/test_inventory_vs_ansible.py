@@ -250,12 +250,19 @@ def test_fleetctl_reads_inventories_as_ansible_core_does(
         inventory = load_inventory(source)
         assert json.loads(json.dumps(ansible_list(inventory), default=str)) == truth["list"], \
             files
+        # ansible-core walks a group's descendants level by level through a set of Group
+        # objects: with two groups that have children, the order of the hosts below them
+        # differs from run to run (even within one process), so only which hosts counts
+        ordered = sum(1 for g in inventory.groups.values() if g.children and g.name != "all") < 2
         for pattern, hosts in truth["patterns"].items():
             event("pattern selects hosts" if isinstance(hosts, list) and hosts
                   else "pattern selects nothing")
             if isinstance(hosts, list) and hosts:
-                assert [h.name for h in inventory.select(pattern)] == hosts, \
-                    f"pattern {pattern!r}\n{files}"
+                selected = [h.name for h in inventory.select(pattern)]
+                if ordered:
+                    assert selected == hosts, f"pattern {pattern!r}\n{files}"
+                else:
+                    assert sorted(selected) == sorted(hosts), f"pattern {pattern!r}\n{files}"
             else:
                 with pytest.raises(InputError):
                     inventory.select(pattern)
