@@ -128,9 +128,12 @@ def _reason(report: pytest.CollectReport | pytest.TestReport) -> str:
 
 
 def pytest_args(folder: str, *extra: str) -> list[str]:
-    """pytest's arguments: no configuration file, ``folder`` the root, testinfra and
-    none of the plugins a gate has no use for."""
-    return [*extra, "-c", os.devnull, "--rootdir", folder, "-p", "testinfra.plugin",
+    """pytest's arguments: no configuration file, ``folder`` the root and the only
+    place a ``conftest.py`` is read (pytest would read every one up to ``/``, and walk
+    every folder above: a ``/tmp/conftest.py`` would run in the gate), testinfra and none
+    of the plugins a gate has no use for."""
+    return [*extra, "-c", os.devnull, "--rootdir", folder, "--confcutdir", folder,
+            "-p", "testinfra.plugin",
             *(f"-pno:{name}" for name in UNUSED_PLUGINS)]
 
 

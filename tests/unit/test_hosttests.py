@@ -210,3 +210,17 @@ def test_a_malformed_answer_from_a_test_is_ignored_and_the_real_one_counts(
                                                  "test_forge - AssertionError: forged")
         assert run([write_file(tmp_path, "test_ok.py", "def test_ok():\n    pass\n")],
                    pool=pool) == (True, "testinfra: 1 passed")
+
+
+def test_only_the_package_folders_conftest_is_loaded(tmp_path: Path) -> None:
+    """pytest looks for conftest.py in every folder above the tests, up to ``/``: a
+    conftest.py that anyone could write beside the catalog (or in /tmp) would run in the
+    gate. Only the package's own folder counts."""
+    package = tmp_path / "catalog" / "ollama"
+    package.mkdir(parents=True)
+    write_file(tmp_path / "catalog", "conftest.py", "raise RuntimeError('not the package')\n")
+    write_file(tmp_path, "conftest.py", "raise RuntimeError('not the package')\n")
+    write_file(package, "conftest.py", "import pytest\n\n@pytest.fixture\n"
+                                       "def answer():\n    return 42\n")
+    test = write_file(package, "test_own.py", "def test_own(answer):\n    assert answer == 42\n")
+    assert run([test]) == (True, "testinfra: 1 passed")
