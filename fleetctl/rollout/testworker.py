@@ -10,15 +10,16 @@ import time is that host's release). Each child answers one JSON line, with its 
 whether the tests passed and a one-line summary; one that overruns its timeout is ended
 by an alarm and never answers.
 
-The tests reach the host over one paramiko connection (:class:`VerifiedParamiko`), its
-key checked against the ssh_config's ``UserKnownHostsFile``; OpenSSH would start a
-process and a key exchange for every command a test runs.
+The tests reach the host over one paramiko connection
+(:class:`fleetctl.rollout.testbackend.VerifiedParamiko`), its key checked against the
+ssh_config's ``UserKnownHostsFile``; OpenSSH would start a process and a key exchange for
+every command a test runs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import importlib
 import io
 import json
 import math
@@ -29,10 +30,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import paramiko
 import pytest
 import testinfra.backend
-from testinfra.backend.paramiko import ParamikoBackend
 
 #: pytest's built-in plugins a gate has no use for; each costs every host's run CPU
 #: (the exception plugins a garbage collection of the whole process)
@@ -40,33 +39,12 @@ UNUSED_PLUGINS = ("unraisableexception", "threadexception", "doctest", "junitxml
                   "pastebin", "legacypath", "stepwise", "setuponly", "setupplan", "unittest",
                   "faulthandler", "logging", "subtests", "debugging", "cacheprovider",
                   "terminal")     # what a run reports comes from Outcomes
+#: the module of the testinfra backend the tests reach their host with
+BACKEND = "fleetctl.rollout.testbackend"
+#: its URL scheme in ``--hosts`` (the backend's ``NAME``)
+SCHEME = "fleetctl"
 #: pytest's order of the words in its summary line
 ORDER = ("failed", "passed", "skipped", "xfailed", "xpassed", "error")
-
-
-class VerifiedParamiko(ParamikoBackend):
-    """testinfra's paramiko backend, but the host's key must be in a ``UserKnownHostsFile``
-    of the ssh_config (testinfra's own accepts any key), only the ssh_config's
-    ``IdentityFile`` is offered, and its ``ProxyCommand`` (a host behind a bastion) is
-    the way there."""
-
-    NAME = "fleetctl"
-
-    @functools.cached_property
-    def client(self) -> paramiko.SSHClient:
-        assert self.ssh_config is not None
-        config = paramiko.SSHConfig.from_path(self.ssh_config).lookup(self.host.name)
-        client = paramiko.SSHClient()
-        for path in config.get("userknownhostsfile", "").split():
-            client.get_host_keys().load(path)
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        proxy = config.get("proxycommand")
-        client.connect(config["hostname"], port=int(config.get("port", 22)),
-                       username=config.get("user"),
-                       key_filename=config.get("identityfile"), timeout=self.timeout,
-                       look_for_keys=False, allow_agent=False,
-                       sock=paramiko.ProxyCommand(proxy) if proxy else None)
-        return client
 
 
 class Outcomes:
@@ -96,7 +74,7 @@ class Outcomes:
     def _add(self, outcome: str, report: pytest.CollectReport | pytest.TestReport) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if outcome in ("failed", "error"):
-            name = report.nodeid.replace(f"[{VerifiedParamiko.NAME}://{self.alias}]", "")
+            name = report.nodeid.replace(f"[{SCHEME}://{self.alias}]", "")
             path, sep, test = name.partition("::")
             reason = _reason(report)
             self.failures.append(f"{Path(path).name}{sep}{test}"
@@ -146,7 +124,7 @@ def run_tests(request: dict[str, Any]) -> dict[str, Any]:
     sudo = ["--sudo", f"--sudo-user={request['sudo_user']}"] if request.get("sudo_user") \
         else []
     argv = pytest_args(folder, *request["files"],
-                       f"--hosts={VerifiedParamiko.NAME}://{request['alias']}",
+                       f"--hosts={SCHEME}://{request['alias']}",
                        f"--ssh-config={request['ssh_config']}", *sudo)
     with contextlib.redirect_stderr(errors):
         code = pytest.main(argv, plugins=[outcomes])
@@ -181,7 +159,11 @@ def main() -> None:
     children still running (their hosts' gates have given up on them)."""
     out = os.dup(1)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)     # pytest's own output goes nowhere
-    testinfra.backend.BACKENDS[VerifiedParamiko.NAME] = f"{__name__}.VerifiedParamiko"
+    # paramiko imports invoke (50 ms of CPU) only to run an ssh_config's `Match exec`;
+    # the one ssh_config read here is fleetctl's own, which has none
+    sys.modules.setdefault("invoke", None)
+    testinfra.backend.BACKENDS[SCHEME] = f"{BACKEND}.VerifiedParamiko"
+    importlib.import_module(BACKEND)        # once, here, not in every host's child
     warm_up()
     children: set[int] = set()
     for line in sys.stdin:
