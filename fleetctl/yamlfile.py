@@ -44,8 +44,8 @@ class LocatedList(list):
         return self.item_lines[index] if index < len(self.item_lines) else self.line
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that builds Located containers."""
+class _Loader(yaml.CSafeLoader):
+    """libyaml's SafeLoader that builds Located containers."""
 
     path: Path | str = ""
 
@@ -118,10 +118,7 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
     if text is None:
         text = read_text(path)
     max_nodes = MAX_NODES + len(text) // 2      # a big file may hold many values, not a bomb
-    try:
-        loader = _Loader(text)
-    except yaml.YAMLError as exc:       # a character YAML does not allow (NUL, controls)
-        raise InputError(f"{path}: not YAML text: {exc}".replace("\n", " ")) from None
+    loader = _Loader(text)
     loader.path = path
     try:
         node = loader.get_single_node()
@@ -139,6 +136,8 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
         line = f":{mark.line + 1}" if mark else ""
         problem = exc.problem or exc.context or "invalid YAML"
         raise InputError(f"{path}{line}: YAML error: {problem}; fix the syntax there") from None
+    except yaml.reader.ReaderError as exc:      # a character YAML does not allow (NUL)
+        raise InputError(f"{path}: not YAML text: {exc}".replace("\n", " ")) from None
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: YAML error: {exc}") from None
     finally:

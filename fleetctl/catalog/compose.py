@@ -143,7 +143,7 @@ def render_compose(ctx: RenderContext) -> str:
         labels.update({LABEL_PACKAGE: ctx.package.name, LABEL_VERSION: ctx.version,
                        LABEL_RELEASE: ctx.release})
     header = f"# {ctx.package.name} {ctx.version} release {ctx.release} for {ctx.host}\n"
-    return header + yaml.safe_dump(_plain(doc), sort_keys=False)
+    return header + yaml.dump(_plain(doc), Dumper=yaml.CSafeDumper, sort_keys=False)
 
 
 def _plain(value: Any) -> Any:

@@ -152,13 +152,15 @@ def test_non_utf8_vars_and_deep_nesting_are_errors_not_tracebacks(tmp_path: Path
     files(tmp_path, {"a/hosts.ini": "[web]\nh1\n", "a/group_vars/web.yml": b"x: caf\xe9\n"})
     with pytest.raises(InputError, match=r"group_vars/web.yml:1: not UTF-8 text"):
         load_inventory(tmp_path / "a" / "hosts.ini")
-    deep, indent = "all:\n  children:\n", "    "
-    for level in range(2000):
-        deep += f"{indent}g{level}:\n{indent}  children:\n"
-        indent += "    "
-    files(tmp_path, {"deep.yml": deep})
-    with pytest.raises(InputError, match=r"deep.yml: nested too deeply to read"):
-        load_inventory(tmp_path / "deep.yml")
+    for levels, error in ((300, r"deep.yml: nested too deeply to read"),     # for Python
+                          (2000, r"deep.yml:1000: YAML error: exceeded maximum nesting")):
+        deep, indent = "all:\n  children:\n", "    "
+        for level in range(levels):
+            deep += f"{indent}g{level}:\n{indent}  children:\n"
+            indent += "    "
+        files(tmp_path, {"deep.yml": deep})
+        with pytest.raises(InputError, match=error):      # the second: for libyaml
+            load_inventory(tmp_path / "deep.yml")
 
 
 def test_the_implicit_localhost_is_refused_with_the_reason(tmp_path: Path) -> None:
