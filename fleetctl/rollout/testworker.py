@@ -19,6 +19,7 @@ every command a test runs.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import io
 import json
@@ -138,6 +139,7 @@ def run_tests(request: dict[str, Any]) -> dict[str, Any]:
 def answer(request: dict[str, Any], out: int) -> None:
     """In a forked child: run the tests, write the answer to ``out`` in one write (so
     children's answers never interleave), exit."""
+    gc.enable()
     signal.alarm(max(1, math.ceil(request["timeout"])))
     try:
         result = run_tests(request)
@@ -157,6 +159,9 @@ def warm_up() -> None:
 def main() -> None:
     """Fork a child per request read from standard input until it closes; then end the
     children still running (their hosts' gates have given up on them)."""
+    # what this process loads lives as long as it does: frozen before the first fork,
+    # no child's collector walks it (or copies its pages by touching it)
+    gc.disable()
     out = os.dup(1)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)     # pytest's own output goes nowhere
     # paramiko imports invoke (50 ms of CPU) only to run an ssh_config's `Match exec`;
@@ -165,6 +170,7 @@ def main() -> None:
     testinfra.backend.BACKENDS[SCHEME] = f"{BACKEND}.VerifiedParamiko"
     importlib.import_module(BACKEND)        # once, here, not in every host's child
     warm_up()
+    gc.freeze()
     children: set[int] = set()
     for line in sys.stdin:
         request = json.loads(line)
