@@ -126,16 +126,6 @@ class KnownHosts:
         return keys or None
 
 
-def known_host_lines(target: Target, files: tuple[str, ...]) -> str:
-    """The known_hosts lines of ``target`` alone (its keys found in ``files`` and the
-    target's own), for a process that needs only this host's: a few lines to read rather
-    than the whole fleet's file."""
-    name = _host_key_name(target.address, target.port)
-    found = _load_known_hosts(tuple(dict.fromkeys((*target.known_hosts, *files)))).lookup(name)
-    return "".join(f"{name} {key.get_name()} {key.get_base64()}\n"
-                   for keys in (found or {}).values() for key in keys)
-
-
 def _load_known_hosts(files: tuple[str, ...]) -> KnownHosts:
     """Keys from each file (a missing file knows no host, as with OpenSSH); a file that
     cannot be read, or lines that are not host keys, are kept as problems to report.
@@ -282,19 +272,32 @@ class Connection:
             command_timeout: float = 60.0) -> Result:
         """Run ``script`` through ``command`` (on stdin); SSHFailure if the link fails."""
         start = time.monotonic()
+        status, stdout, stderr = self.run_bytes(command, script.encode(),
+                                                command_timeout=command_timeout)
+        return Result(stdout.decode(errors="replace"), stderr.decode(errors="replace"), status,
+                      time.monotonic() - start)
+
+    def run_bytes(self, command: str, stdin: bytes = b"", *, command_timeout: float = 60.0,
+                  limit: int | None = None) -> tuple[int, bytes, bytes]:
+        """Run ``command`` (a shell command line) with ``stdin``: (exit status, stdout,
+        stderr) as the host wrote them, each read up to ``limit`` bytes and one more
+        (the caller sees it printed more); SSHFailure if the link fails or sudo refused."""
         address = self.target.address
         try:
             channel = self.start(command, command_timeout)
             try:
-                channel.sendall(script.encode())
+                channel.sendall(stdin)
                 channel.shutdown_write()
             except (OSError, EOFError) as exc:
                 # the command stopped reading (a forced command, a nologin shell): what it
                 # printed decides, unless the connection itself is gone
                 if not self.transport.is_active():
                     raise SSHFailure("ssh failed", f"{address}: {exc}") from None
-            stdout = channel.makefile("rb").read()
-            stderr = channel.makefile_stderr("rb").read()
+            stdout = _read(channel.makefile("rb"), limit)
+            stderr = _read(channel.makefile_stderr("rb"), limit)
+            if limit is not None and max(len(stdout), len(stderr)) > limit:
+                channel.close()         # the rest is not read: the command ends with it
+                return -1, stdout, stderr
             status = channel.recv_exit_status()
         except TimeoutError:
             raise SSHFailure("timeout", f"{address}: no end of output within "
@@ -306,8 +309,7 @@ class Connection:
                                             f"the command ended")
         if self.target.become and status != 0:
             _check_sudo(self.target, stderr.decode(errors="replace"))
-        return Result(stdout.decode(errors="replace"), stderr.decode(errors="replace"), status,
-                      time.monotonic() - start)
+        return status, stdout, stderr
 
     def start(self, command: str, timeout: float) -> paramiko.Channel:
         """A session channel running ``command`` (a shell command line), through sudo
@@ -375,6 +377,21 @@ class Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _read(stream: BinaryIO, limit: int | None) -> bytes:
+    """All of ``stream``, or its first ``limit`` bytes and one more."""
+    if limit is None:
+        return stream.read()
+    chunks, size = [], 0
+    while size <= limit:
+        # small reads: paramiko grows its buffer by concatenation, quadratic on big ones
+        chunk = stream.read(min(1 << 16, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 #: what sudo prints when it will not run a command without what fleetctl lacks

@@ -24,7 +24,7 @@ def host_tests(ctx: Context, conn: Connection, package: Package, entry: PlanEntr
     """The package's testinfra tests for this host and release, if it ships any."""
     if not package.tests:
         return None
-    return HostTests(package.tests, conn.target, (str(ctx.db.known_hosts),),
+    return HostTests(package.tests, conn,
                      HostTests.release_env(package.name, release, entry.version, entry.target),
                      ctx.tests)
 

@@ -1,77 +1,47 @@
 """A package's testinfra tests, run against one host as the last part of its gate.
 
 pytest-testinfra runs in child processes (:mod:`.testworker`), never in the
-controller's, with an ssh_config written from the inventory: the host's address, port,
-user and key, and a known_hosts file of this host's keys taken from its known_hosts
-files, so the tests reach the host as fleetctl does and verify its key the same way (the
-same file works for OpenSSH, to run the tests by hand), and a child never reads the
-fleet's whole known_hosts.
+controller's. The tests hold no key, password or connection: each command they run on
+the host comes back to the controller over a Unix socket (:mod:`.testlink`), which runs
+it over the host's own connection (its key verified, through its bastion, with its
+``become``) and answers with what it printed.
 The tests learn what was deployed from ``FLEETCTL_*`` environment variables.
 
 What a gate costs the controller is mostly start-up: a Python with pytest and testinfra
 (about 150 ms of CPU), and, were the tests to use OpenSSH, a process and a key exchange
 per command they run (70 ms each with OpenSSH's default post-quantum one). So one
 :class:`TestPool` process per rollout starts pytest once and forks a child per host, and
-each host's tests share one SSH connection.
+the tests' commands use the connection the host already has.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import secrets
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetctl.inventory.targets import Target
-from fleetctl.shell import command
-from fleetctl.ssh import known_host_lines
+from fleetctl.rollout import testlink
+from fleetctl.ssh import Connection
 
 ALIAS = "fleetctl-target"
 #: all a package's tests get of the controller's environment (its secrets stay behind)
 PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
-def ssh_config(target: Target, known_hosts: Path) -> str:
-    """An ssh_config that reaches ``target`` as :data:`ALIAS`, its key verified against
-    ``known_hosts`` (the file of this host's keys, :func:`fleetctl.ssh.known_host_lines`)."""
-    lines = [f"Host {ALIAS}", f"  HostName {target.address}", f"  Port {target.port}",
-             f"  User {target.user}", "  BatchMode yes", "  StrictHostKeyChecking yes",
-             "  LogLevel ERROR"]
-    if target.key_file:
-        lines += [f"  IdentityFile {target.key_file}", "  IdentitiesOnly yes"]
-    lines.append(f"  UserKnownHostsFile {known_hosts}")
-    if target.jump:         # testinfra's paramiko backend takes a ProxyCommand, not a jump
-        lines.append(f"  ProxyCommand {jump_command(target, known_hosts)}")
-    elif target.proxy_command:
-        lines.append(f"  ProxyCommand {target.proxy_command}")
-    return "\n".join(lines) + "\n"
-
-
-def jump_command(target: Target, known_hosts: Path) -> str:
-    """An OpenSSH command that carries the connection to ``target`` through its jump
-    hosts (``ssh -W``), each hop's key verified against ``known_hosts``."""
-    *earlier, last = target.jump
-    words = ["ssh", "-W", f"{target.address}:{target.port}", "-p", last.port,
-             "-o", "BatchMode=yes",
-             "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
-             "-o", "LogLevel=ERROR"]
-    if last.key_file:
-        words += ["-i", last.key_file, "-o", "IdentitiesOnly=yes"]
-    if earlier:
-        words += ["-J", ",".join(f"{j.user}@{j.address}:{j.port}" for j in earlier)]
-    return command(*words, f"{last.user}@{last.address}")
-
-
 @dataclass
 class HostTests:
-    """The testinfra files of one package, to run against one host.
+    """The testinfra files of one package, to run against the host ``conn`` reaches.
 
     Package code never runs in the controller's process: the tests run in a child
     whose environment is :data:`PASSED_THROUGH`, an empty home and the ``FLEETCTL_*``
@@ -79,8 +49,7 @@ class HostTests:
     :func:`fleetctl.rollout.gate.gate` runs them after it and never on a failed one."""
 
     files: list[Path]
-    target: Target
-    known_hosts: tuple[str, ...] = ()
+    conn: Connection
     env: dict[str, str] = field(default_factory=dict)
     pool: TestPool | None = None
 
@@ -97,6 +66,11 @@ class HostTests:
             return self.pool.run(self, timeout)
         with TestPool() as pool:
             return pool.run(self, timeout)
+
+    def run_command(self, command: str, timeout: float) -> tuple[int, bytes, bytes]:
+        """One of the tests' commands, on the host (:data:`.testlink.Run`)."""
+        return self.conn.run_bytes(command, command_timeout=timeout,
+                                   limit=testlink.MAX_OUTPUT)
 
 
 class TestPool:
@@ -123,18 +97,20 @@ class TestPool:
         """Run ``tests`` within ``timeout`` seconds."""
         answers: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         request_id = secrets.token_hex(8)   # a test cannot answer for another host's
-        with tempfile.TemporaryDirectory(prefix="fleetctl-testinfra-") as home:
-            known = Path(home) / "known_hosts"
-            known.write_text("".join(known_host_lines(t, tests.known_hosts)
-                                     for t in (*tests.target.jump, tests.target)))
-            config = Path(home) / "ssh_config"
-            config.write_text(ssh_config(tests.target, known))
+        deadline = time.monotonic() + timeout
+        with tempfile.TemporaryDirectory(prefix="fleetctl-testinfra-") as home, \
+                socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+            link = os.path.join(home, "host.sock")
+            listener.bind(link)
+            listener.listen(1)
+            server = threading.Thread(target=testlink.serve, name="fleetctl-test-link",
+                                      args=(listener, request_id, tests.run_command, deadline),
+                                      daemon=True)
+            server.start()
             folder = tests.files[0].resolve().parent   # node ids relative to the package
             request = {"id": request_id, "files": [str(f.resolve()) for f in tests.files],
-                       "folder": str(folder), "ssh_config": str(config), "home": home,
-                       "alias": ALIAS, "env": tests.env, "timeout": timeout,
-                       # tests run commands through sudo (NOPASSWD) as fleetctl does
-                       "sudo_user": tests.target.become_user if tests.target.become else None}
+                       "folder": str(folder), "link": link, "home": home, "alias": ALIAS,
+                       "env": tests.env, "timeout": timeout}
             with self._lock:
                 process = self._started()
                 self._waiting[request_id] = (process, answers)
@@ -151,6 +127,8 @@ class TestPool:
             finally:
                 with self._lock:
                     self._waiting.pop(request_id, None)
+                with contextlib.suppress(OSError):     # a serve() still waiting returns
+                    listener.shutdown(socket.SHUT_RDWR)
         if not answer:
             return False, "testinfra did not run: its process ended"
         return answer["passed"], answer["summary"]

@@ -1,36 +1,51 @@
-"""testinfra's connection for package tests: its paramiko backend, with the host's key
-verified (:class:`VerifiedParamiko`). Imported by :mod:`.testworker` once, before it
-forks a child per host.
+"""testinfra's connection for package tests (:class:`HostLink`): each command goes to the
+controller over :mod:`.testlink`, which runs it on the host. Imported by
+:mod:`.testworker` once, before it forks a child per host.
 """
 
 from __future__ import annotations
 
 import functools
+import socket
+from typing import Any, BinaryIO
 
-import paramiko
-from testinfra.backend.paramiko import ParamikoBackend
+from testinfra.backend.base import BaseBackend, CommandResult
+
+from fleetctl.rollout import testlink
+
+#: the link of this process's host: (the controller's socket, the request's token)
+_link_to: tuple[str, str] | None = None
 
 
-class VerifiedParamiko(ParamikoBackend):
-    """testinfra's paramiko backend, but the host's key must be in a ``UserKnownHostsFile``
-    of the ssh_config (testinfra's own accepts any key), only the ssh_config's
-    ``IdentityFile`` is offered, and its ``ProxyCommand`` (a host behind a bastion) is
-    the way there."""
+def link_to(path: str, token: str) -> None:
+    """Where this process's tests reach their host: set by the child before its tests."""
+    global _link_to
+    _link_to = (path, token)
 
-    NAME = "fleetctl"      # testworker.SCHEME (the worker imports this module late)
+
+class HostLink(BaseBackend):
+    """testinfra's backend whose commands the controller runs on the host."""
+
+    NAME = "fleetctl"
 
     @functools.cached_property
-    def client(self) -> paramiko.SSHClient:
-        assert self.ssh_config is not None
-        config = paramiko.SSHConfig.from_path(self.ssh_config).lookup(self.host.name)
-        client = paramiko.SSHClient()
-        for path in config.get("userknownhostsfile", "").split():
-            client.get_host_keys().load(path)
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        proxy = config.get("proxycommand")
-        client.connect(config["hostname"], port=int(config.get("port", 22)),
-                       username=config.get("user"),
-                       key_filename=config.get("identityfile"), timeout=self.timeout,
-                       look_for_keys=False, allow_agent=False,
-                       sock=paramiko.ProxyCommand(proxy) if proxy else None)
-        return client
+    def _link(self) -> BinaryIO:
+        if _link_to is None:
+            raise RuntimeError("no link to the host: these tests run under fleetctl's gate")
+        path, token = _link_to
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(path)
+        link = sock.makefile("rwb")
+        testlink.send(link, {"token": token})
+        return link
+
+    def run(self, command: str, *args: str, **kwargs: Any) -> CommandResult:
+        command = self.get_command(command, *args)
+        testlink.send(self._link, {"command": command})
+        message = testlink.receive(self._link)
+        if message is None:
+            raise RuntimeError("the controller closed the link to the host")
+        if "error" in message:
+            raise RuntimeError(f"cannot run {command[:200]!r} on the host: {message['error']}")
+        status, stdout, stderr = testlink.outputs(message)
+        return self.result(status, self.encode(command), stdout, stderr)

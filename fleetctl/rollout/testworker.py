@@ -1,26 +1,25 @@
 """The child process that runs packages' testinfra tests for the gate.
 
 :class:`fleetctl.rollout.hosttests.TestPool` starts one with a minimal environment and
-writes a JSON line per host: an id, the test files, the folder they live in, the
-ssh_config that reaches the host, a home folder, the ``FLEETCTL_*`` release values and
-a timeout. This process imports pytest and testinfra once, then forks a child per host,
-so hosts' tests run side by side, each starts in a few milliseconds, and a package's
-modules are imported afresh for every host (what they read from the environment at
-import time is that host's release). Each child answers one JSON line, with its id:
-whether the tests passed and a one-line summary; one that overruns its timeout is ended
-by an alarm and never answers.
+writes a JSON line per host: an id, the test files, the folder they live in, the socket
+that links them to their host (:mod:`.testlink`), a home folder, the ``FLEETCTL_*``
+release values and a timeout. This process imports pytest and testinfra once, then
+forks a child per host, so hosts' tests run side by side, each starts in a few
+milliseconds, and a package's modules are imported afresh for every host (what they
+read from the environment at import time is that host's release). Each child answers
+one JSON line, with its id: whether the tests passed and a one-line summary; one that
+overruns its timeout is ended by an alarm and never answers.
 
-The tests reach the host over one paramiko connection
-(:class:`fleetctl.rollout.testbackend.VerifiedParamiko`), its key checked against the
-ssh_config's ``UserKnownHostsFile``; OpenSSH would start a process and a key exchange for
-every command a test runs.
+The tests reach the host through the controller (:class:`.testbackend.HostLink`): it
+runs their commands over the connection it deploys with, so they hold no key or password
+and cost no key exchange (OpenSSH would start a process and a key exchange for every
+command a test runs).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import io
 import json
 import math
@@ -34,16 +33,16 @@ from typing import Any
 import pytest
 import testinfra.backend
 
+from fleetctl.rollout import testbackend
+
 #: pytest's built-in plugins a gate has no use for; each costs every host's run CPU
 #: (the exception plugins a garbage collection of the whole process)
 UNUSED_PLUGINS = ("unraisableexception", "threadexception", "doctest", "junitxml",
                   "pastebin", "legacypath", "stepwise", "setuponly", "setupplan", "unittest",
                   "faulthandler", "logging", "subtests", "debugging", "cacheprovider",
                   "terminal")     # what a run reports comes from Outcomes
-#: the module of the testinfra backend the tests reach their host with
-BACKEND = "fleetctl.rollout.testbackend"
-#: its URL scheme in ``--hosts`` (the backend's ``NAME``)
-SCHEME = "fleetctl"
+#: the URL scheme in ``--hosts`` of the backend the tests reach their host with
+SCHEME = testbackend.HostLink.NAME
 #: pytest's order of the words in its summary line
 ORDER = ("failed", "passed", "skipped", "xfailed", "xpassed", "error")
 
@@ -122,11 +121,8 @@ def run_tests(request: dict[str, Any]) -> dict[str, Any]:
     os.environ.update({**request["env"], "HOME": request["home"]})
     os.chdir(folder)
     outcomes, errors = Outcomes(request["alias"]), io.StringIO()
-    sudo = ["--sudo", f"--sudo-user={request['sudo_user']}"] if request.get("sudo_user") \
-        else []
-    argv = pytest_args(folder, *request["files"],
-                       f"--hosts={SCHEME}://{request['alias']}",
-                       f"--ssh-config={request['ssh_config']}", *sudo)
+    testbackend.link_to(request["link"], request["id"])
+    argv = pytest_args(folder, *request["files"], f"--hosts={SCHEME}://{request['alias']}")
     with contextlib.redirect_stderr(errors):
         code = pytest.main(argv, plugins=[outcomes])
     if not outcomes.counts and code != pytest.ExitCode.NO_TESTS_COLLECTED:
@@ -164,11 +160,7 @@ def main() -> None:
     gc.disable()
     out = os.dup(1)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)     # pytest's own output goes nowhere
-    # paramiko imports invoke (50 ms of CPU) only to run an ssh_config's `Match exec`;
-    # the one ssh_config read here is fleetctl's own, which has none
-    sys.modules.setdefault("invoke", None)
-    testinfra.backend.BACKENDS[SCHEME] = f"{BACKEND}.VerifiedParamiko"
-    importlib.import_module(BACKEND)        # once, here, not in every host's child
+    testinfra.backend.BACKENDS[SCHEME] = f"{testbackend.__name__}.HostLink"
     warm_up()
     gc.freeze()
     children: set[int] = set()

@@ -123,7 +123,7 @@ def test_a_login_that_is_not_root_becomes_root_with_sudo(lab: Lab, empty: None,
                                                          tmp_path: Path) -> None:
     """jetson-b2 as 'nvidia' (password-less sudo) is probed and deployed to; as 'ops',
     whose sudo wants a password, it is refused in one reason, then reached with the
-    password from a vaulted host_vars file."""
+    password from a vaulted host_vars file and deployed to, the gate's tests included."""
     inventory = yaml.safe_load(Path(lab.status["inventory"]).read_text())
     inventory["all"]["hosts"][HOST].update(ansible_user="nvidia", ansible_become=True)
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
@@ -158,3 +158,11 @@ def test_a_login_that_is_not_root_becomes_root_with_sudo(lab: Lab, empty: None,
     opened = json.loads(fleetctl("audit", *common, "--format", "json", "--refresh",
                                  env=vault).stdout)
     assert [(h["host"], h["l4t"]) for h in opened["hosts"]] == [(HOST, "36.4.0")]
+    # the gate's tests run their commands through that sudo too (ollama's read docker)
+    events = tmp_path / "events.ndjson"
+    deployed = fleetctl("deploy", "ollama:0.7.0", *common, "--yes", "--json", "--events",
+                        str(events), "--gate-timeout", "20s", check=False, env=vault)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    [committed] = [e for e in map(json.loads, events.read_text().splitlines())
+                   if e.get("phase") == "committed"]
+    assert "testinfra: 4 passed" in committed["detail"], committed

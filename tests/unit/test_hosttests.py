@@ -1,17 +1,35 @@
-"""The ssh_config fleetctl hands to testinfra, and package tests run in the children of
-a TestPool: their summaries, their environment, a fresh import per host, a timeout."""
+"""Package tests run in the children of a TestPool: their summaries, their environment,
+a fresh import per host, a timeout; and their commands, which reach the host through
+the controller's connection (here an in-memory one)."""
 
 import os
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 from fleetctl.inventory.targets import Target
-from fleetctl.rollout import testworker
-from fleetctl.rollout.hosttests import ALIAS, HostTests, TestPool, ssh_config
-from fleetctl.ssh import known_host_lines
+from fleetctl.rollout import testlink, testworker
+from fleetctl.rollout.hosttests import ALIAS, HostTests, TestPool
+from fleetctl.ssh import SSHFailure
 
-NOWHERE = Target("h", "127.0.0.1", port=1)      # no test here uses the host fixture
+
+class FakeHost:
+    """A Connection's run_bytes, on this machine's shell (what an SSH session would run),
+    recording each command; or failing as a lost link does."""
+
+    def __init__(self, lost: bool = False) -> None:
+        self.target = Target("h", "127.0.0.1", port=1)
+        self.commands: list[str] = []
+        self.lost = lost
+
+    def run_bytes(self, command: str, stdin: bytes = b"", *, command_timeout: float = 60.0,
+                  limit: int | None = None) -> tuple[int, bytes, bytes]:
+        self.commands.append(command)
+        if self.lost:
+            raise SSHFailure("ssh failed", "127.0.0.1: connection reset")
+        done = subprocess.run(["sh", "-c", command], input=stdin, capture_output=True,
+                              timeout=command_timeout)
+        return done.returncode, done.stdout, done.stderr
 
 
 def write_file(tmp_path: Path, name: str, source: str) -> Path:
@@ -21,9 +39,9 @@ def write_file(tmp_path: Path, name: str, source: str) -> Path:
 
 
 def run(files: list[Path], env: dict[str, str] | None = None, pool: TestPool | None = None,
-        timeout: float = 60) -> tuple[bool, str]:
+        timeout: float = 60, host: FakeHost | None = None) -> tuple[bool, str]:
     env = env or HostTests.release_env("ollama", "r1", "0.7.0", "127.0.0.1:5000/x@y")
-    return HostTests(files, NOWHERE, (), env, pool).run(timeout)
+    return HostTests(files, host or FakeHost(), env, pool).run(timeout)  # type: ignore[arg-type]
 
 
 def test_summary_of_a_passing_run(tmp_path: Path) -> None:
@@ -53,48 +71,6 @@ def test_summary_when_pytest_did_not_run(tmp_path: Path) -> None:
     passed, summary = run([tmp_path / "test_missing.py"])
     assert (passed, summary) == (False, "testinfra did not run: ERROR: file or directory "
                                         f"not found: {tmp_path / 'test_missing.py'}")
-
-
-def test_ssh_config_verifies_the_host_key_against_its_own_lines(tmp_path: Path) -> None:
-    import paramiko
-
-    mine, other, rotated = (paramiko.Ed25519Key(data=_ed25519(n)) for n in (1, 2, 3))
-    fleet = tmp_path / "known_hosts"
-    hashed = paramiko.HostKeys.hash_host("[127.0.1.1]:2222")
-    fleet.write_text(f"[127.0.1.1]:2222 ssh-ed25519 {mine.get_base64()}\n"
-                     f"127.0.1.9 ssh-ed25519 {other.get_base64()}\n"
-                     f"{hashed} ssh-ed25519 {rotated.get_base64()}\n")
-    target = Target("jetson-a1", "127.0.1.1", 2222, "ubuntu", "/keys/id_ed25519",
-                    (str(fleet), str(tmp_path / "missing")))
-    lines = known_host_lines(target, (str(fleet),))
-    assert lines == (f"[127.0.1.1]:2222 ssh-ed25519 {mine.get_base64()}\n"
-                     f"[127.0.1.1]:2222 ssh-ed25519 {rotated.get_base64()}\n")
-    assert known_host_lines(replace(target, address="127.0.1.2"), (str(fleet),)) == ""
-    config = ssh_config(target, tmp_path / "mine").splitlines()
-    assert config[0] == f"Host {ALIAS}"
-    assert {"  HostName 127.0.1.1", "  Port 2222", "  User ubuntu", "  BatchMode yes",
-            "  StrictHostKeyChecking yes", "  IdentityFile /keys/id_ed25519",
-            f"  UserKnownHostsFile {tmp_path / 'mine'}"} <= set(config)
-    # behind jump hosts: an OpenSSH ProxyCommand, every value one word, the hop's key checked
-    hops = (Target("gw", "10.9.0.1", 2022, "ops"),
-            Target("bastion", "127.0.1.50", 2200, "jump", "/keys/jump key"))
-    behind = ssh_config(replace(target, jump=hops), tmp_path / "mine").splitlines()
-    assert behind[-1] == (
-        f"  ProxyCommand ssh -W 127.0.1.1:2222 -p 2200 -o BatchMode=yes -o "
-        f"StrictHostKeyChecking=yes -o UserKnownHostsFile={tmp_path / 'mine'} -o "
-        f"LogLevel=ERROR -i '/keys/jump key' -o IdentitiesOnly=yes -J ops@10.9.0.1:2022 "
-        f"jump@127.0.1.50")
-
-
-def _ed25519(n: int) -> bytes:
-    """A real Ed25519 public key blob (ssh wire format), made from seed ``n``."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = Ed25519PrivateKey.from_private_bytes(bytes([n]) * 32).public_key()
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    name = b"ssh-ed25519"
-    return len(name).to_bytes(4, "big") + name + len(raw).to_bytes(4, "big") + raw
 
 
 def test_package_tests_get_no_controller_secrets_and_an_unknown_version(
@@ -182,8 +158,9 @@ def test_the_worker_counts_and_names_outcomes_as_pytest_does(tmp_path: Path,
         "@pytest.mark.xfail(reason='fixed?', strict=False)\ndef test_fixed():\n    pass\n\n"
         "def test_teardown(broken_teardown):\n    pass\n"))
     answer = testworker.run_tests({
-        "folder": str(tmp_path), "files": [str(test)], "alias": ALIAS, "home": str(tmp_path),
-        "ssh_config": str(tmp_path / "none"), "env": {"FLEETCTL_RELEASE": "r1"}})
+        "id": "1", "folder": str(tmp_path), "files": [str(test)], "alias": ALIAS,
+        "home": str(tmp_path), "link": str(tmp_path / "none"),
+        "env": {"FLEETCTL_RELEASE": "r1"}})
     assert answer == {"passed": False, "summary": (
         "testinfra: 1 passed, 1 skipped, 1 xfailed, 1 xpassed, 1 error: "
         "test_kinds.py::test_teardown - OSError: teardown")}
@@ -224,3 +201,75 @@ def test_only_the_package_folders_conftest_is_loaded(tmp_path: Path) -> None:
                                        "def answer():\n    return 42\n")
     test = write_file(package, "test_own.py", "def test_own(answer):\n    assert answer == 42\n")
     assert run([test]) == (True, "testinfra: 1 passed")
+
+
+def test_the_tests_commands_run_on_the_host_through_the_controllers_connection(
+        tmp_path: Path) -> None:
+    """testinfra's host.run and host.file go over the link to the connection the
+    controller holds (as its user, through its sudo): the output comes back byte for
+    byte, exit statuses included, and nothing else reaches the host."""
+    (tmp_path / "data").mkdir()
+    test = write_file(tmp_path, "test_host.py", (
+        "def test_host(host):\n"
+        "    assert host.run('printf \"\\\\377\\\\000ok\"').stdout_bytes == b'\\xff\\x00ok'\n"
+        "    assert host.run('exit 3').rc == 3\n"
+        "    assert host.run('echo oops >&2').stderr == 'oops\\n'\n"
+        f"    assert host.file({str(tmp_path / 'data')!r}).is_directory\n"))
+    host = FakeHost()
+    assert run([test], host=host) == (True, "testinfra: 1 passed")
+    assert host.commands[:3] == ['printf "\\377\\000ok"', "exit 3", "echo oops >&2"]
+    assert any(str(tmp_path / "data") in c for c in host.commands[3:])
+
+
+def test_a_command_the_link_cannot_run_fails_its_test_with_the_reason(tmp_path: Path) -> None:
+    test = write_file(tmp_path, "test_lost.py", "def test_lost(host):\n"
+                                                "    host.run('true')\n")
+    passed, summary = run([test], host=FakeHost(lost=True))
+    assert not passed
+    assert summary == ("testinfra: 1 failed: test_lost.py::test_lost - RuntimeError: cannot "
+                       "run 'true' on the host: ssh failed: 127.0.0.1: connection reset")
+
+
+def test_the_link_answers_only_its_own_test_and_refuses_what_is_not_a_command(
+        tmp_path: Path) -> None:
+    """serve() runs nothing for a connection without the request's token, refuses an
+    overlong or missing command and too much output, and stops at its deadline."""
+    import socket
+    import threading
+    import time
+
+    ran: list[str] = []
+
+    def run_here(command: str, timeout: float) -> tuple[int, bytes, bytes]:
+        ran.append(command)
+        return 0, b"x" * (testlink.MAX_OUTPUT + 1) if command == "flood" else b"fine", b""
+
+    def session(token: str, messages: list[dict]) -> list[dict | None]:
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(str(tmp_path / f"{token}.sock"))
+            listener.listen(1)
+            server = threading.Thread(target=testlink.serve, args=(
+                listener, "secret", run_here, time.monotonic() + 10))
+            server.start()
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(str(tmp_path / f"{token}.sock"))
+                link = sock.makefile("rwb")
+                testlink.send(link, {"token": token})
+                answers = []
+                for message in messages:
+                    testlink.send(link, message)
+                    answers.append(testlink.receive(link))
+                link.close()
+            server.join(10)
+            return answers
+
+    assert session("forged", [{"command": "true"}]) == [None]
+    assert ran == []
+    answers = session("secret", [{"command": "hostname"}, {"command": "x" * 70000},
+                                 {"nothing": 1}, {"command": "flood"}])
+    assert testlink.outputs(answers[0]) == (0, b"fine", b"")
+    assert [a["error"] for a in answers[1:]] == [
+        "not a command line of at most 65536 characters",
+        "not a command line of at most 65536 characters",
+        "the command printed more than 16,777,216 bytes"]
+    assert ran == ["hostname", "flood"]
