@@ -294,8 +294,8 @@ class Connection:
                 if not self.transport.is_active():
                     raise SSHFailure("ssh failed", f"{address}: {exc}") from None
             stdout = _read(channel.makefile("rb"), limit)
-            stderr = _read(channel.makefile_stderr("rb"), limit)
-            if limit is not None and max(len(stdout), len(stderr)) > limit:
+            stderr = b"" if _over(stdout, limit) else _read(channel.makefile_stderr("rb"), limit)
+            if _over(stdout, limit) or _over(stderr, limit):
                 channel.close()         # the rest is not read: the command ends with it
                 return -1, stdout, stderr
             status = channel.recv_exit_status()
@@ -377,6 +377,10 @@ class Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _over(output: bytes, limit: int | None) -> bool:
+    return limit is not None and len(output) > limit
 
 
 def _read(stream: BinaryIO, limit: int | None) -> bytes:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,3 +190,55 @@ def test_a_proxy_command_gets_inventory_values_as_one_word_each() -> None:
     printed = proxy.process.stdout.read()       # all it printed, to its end
     proxy.close()
     assert printed == b"10.0.0.5; touch pwned|2200|ops user|"
+
+
+class Printer(Server):
+    """Runs ``print N``: once its stdin has ended, writes N bytes (every byte value in
+    turn), exits with 7."""
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        return paramiko.OPEN_SUCCEEDED
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        size = int(command.split()[-1])
+        threading.Thread(target=self._print, args=(channel, size), daemon=True).start()
+        return True
+
+    @staticmethod
+    def _print(channel: paramiko.Channel, size: int) -> None:
+        try:
+            while not channel.eof_received:     # the client has had the exec reply
+                time.sleep(0.01)
+            channel.sendall((bytes(range(256)) * (size // 256 + 1))[:size])
+            channel.send_exit_status(7)
+        except OSError:
+            pass                # the client stopped reading and closed the channel
+        finally:
+            channel.close()
+
+
+def test_output_comes_back_byte_for_byte_and_a_flood_is_cut_at_the_limit(
+        tmp_path: Path, keys: tuple[paramiko.RSAKey, Path]) -> None:
+    key, key_file = keys
+    host_key = paramiko.RSAKey.generate(2048)
+    listener, port = listen(tmp_path, host_key)
+
+    def serve_one() -> None:
+        sock, _ = listener.accept()
+        transport = paramiko.Transport(sock)
+        transport.add_server_key(host_key)
+        transport.start_server(server=Printer("root", key, forward=False))
+        channels = []                   # a channel dropped is closed by paramiko
+        while transport.is_active():
+            channels.append(transport.accept(1))
+
+    threading.Thread(target=serve_one, daemon=True).start()
+    target = Target("jetson-x", "127.0.0.1", port, "root", str(key_file),
+                    (str(tmp_path / "known_hosts"),))
+    with connect(target, policy=HostKeyPolicy("strict"), timeout=5) as conn:
+        status, stdout, stderr = conn.run_bytes("print 300000", limit=1 << 20)
+        assert (status, stdout, stderr) == (7, (bytes(range(256)) * 1172)[:300000], b"")
+        status, stdout, _ = conn.run_bytes("print 5000000", limit=100_000)
+        assert (status, len(stdout)) == (-1, 100_001)
+        assert conn.run_bytes("print 10")[0] == 7       # the connection still serves
+    listener.close()
