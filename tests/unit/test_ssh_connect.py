@@ -8,7 +8,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paramiko
@@ -60,12 +60,19 @@ class Server(paramiko.ServerInterface):
         return paramiko.OPEN_SUCCEEDED
 
 
-def serve(listener: socket.socket, host_key: paramiko.PKey, server: Server) -> None:
-    """Serve one client; relay each forwarded channel to its destination."""
+def accept(listener: socket.socket, host_key: paramiko.PKey,
+           server: Callable[[socket.socket], paramiko.ServerInterface]) -> paramiko.Transport:
+    """Accept one client and answer it as ``server(its socket)``."""
     sock, _ = listener.accept()
     transport = paramiko.Transport(sock)
     transport.add_server_key(host_key)
-    transport.start_server(server=server)
+    transport.start_server(server=server(sock))
+    return transport
+
+
+def serve(listener: socket.socket, host_key: paramiko.PKey, server: Server) -> None:
+    """Serve one client; relay each forwarded channel to its destination."""
+    transport = accept(listener, host_key, lambda _: server)
     while transport.is_active():
         channel = transport.accept(1)
         if channel is None:
@@ -106,11 +113,7 @@ def test_a_connection_reset_while_logging_in_is_an_ssh_failure(
     listener, port = listen(tmp_path, host_key)
 
     def reset_once() -> None:
-        sock, _ = listener.accept()
-        transport = paramiko.Transport(sock)
-        transport.add_server_key(host_key)
-        transport.start_server(server=ResetAtLogin(sock))
-        transport.join(10)
+        accept(listener, host_key, ResetAtLogin).join(10)
 
     thread = threading.Thread(target=reset_once, daemon=True)
     thread.start()
@@ -224,10 +227,7 @@ def test_output_comes_back_byte_for_byte_and_a_flood_is_cut_at_the_limit(
     listener, port = listen(tmp_path, host_key)
 
     def serve_one() -> None:
-        sock, _ = listener.accept()
-        transport = paramiko.Transport(sock)
-        transport.add_server_key(host_key)
-        transport.start_server(server=Printer("root", key, forward=False))
+        transport = accept(listener, host_key, lambda _: Printer("root", key, forward=False))
         channels = []                   # a channel dropped is closed by paramiko
         while transport.is_active():
             channels.append(transport.accept(1))
