@@ -178,8 +178,20 @@ def _read_known_hosts(stamps: tuple[tuple[str, int | None, int | None], ...]) ->
     return KnownHosts(plain, tuple(hashed), tuple(problems))
 
 
-@functools.lru_cache(maxsize=32)
 def _load_key(path: str) -> paramiko.PKey:
+    """The private key in ``path``, read again whenever the file changed (its size or
+    modification time): a long-lived process must use a key replaced in place."""
+    try:
+        info = os.stat(os.path.expanduser(path))
+    except FileNotFoundError:
+        raise SSHFailure("no key", f"private key {path} does not exist") from None
+    except OSError as exc:
+        raise SSHFailure("bad key", f"cannot read private key {path}: {exc.strerror}") from None
+    return _read_key(path, info.st_mtime_ns, info.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _read_key(path: str, mtime_ns: int, size: int) -> paramiko.PKey:
     try:
         return paramiko.PKey.from_path(os.path.expanduser(path))
     except FileNotFoundError:

@@ -4,6 +4,7 @@ bastion that forwards to a target (ProxyJump), down or refusing."""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -241,4 +242,27 @@ def test_output_comes_back_byte_for_byte_and_a_flood_is_cut_at_the_limit(
         status, stdout, _ = conn.run_bytes("print 5000000", limit=100_000)
         assert (status, len(stdout)) == (-1, 100_001)
         assert conn.run_bytes("print 10")[0] == 7       # the connection still serves
+    listener.close()
+
+
+def test_a_key_replaced_in_place_is_read_again(tmp_path: Path) -> None:
+    """A long-lived process (a dashboard; the test suite across a lab rebuilt with a new
+    client key) logs in with the key the file holds now, not the one it read first."""
+    old, new = paramiko.RSAKey.generate(2048), paramiko.RSAKey.generate(2048)
+    key_file = tmp_path / "id_rsa"
+    old.write_private_key_file(str(key_file))
+    os.utime(key_file, ns=(1_000_000_000, 1_000_000_000))
+    host_key = paramiko.RSAKey.generate(2048)
+    listener, port = listen(tmp_path, host_key)
+    server = Server("root", new, forward=False)
+    for _ in range(2):
+        threading.Thread(target=serve, args=(listener, host_key, server), daemon=True).start()
+    target = Target("jetson-x", "127.0.0.1", port, "root", str(key_file),
+                    (str(tmp_path / "known_hosts"),))
+    with pytest.raises(SSHFailure, match="accepted none of 1 keys"):
+        connect(target, policy=HostKeyPolicy("strict"), timeout=5)
+    new.write_private_key_file(str(key_file))
+    os.utime(key_file, ns=(2_000_000_000, 2_000_000_000))
+    with connect(target, policy=HostKeyPolicy("strict"), timeout=5) as conn:
+        assert conn.transport.is_authenticated() and server.logins == ["root"]
     listener.close()
