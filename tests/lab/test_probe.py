@@ -9,7 +9,7 @@ import yaml
 
 from fleetctl.inventory.targets import Target
 from fleetctl.lab.spec import load_spec
-from fleetctl.ssh import SSHFailure, run_script
+from fleetctl.ssh import run_script
 
 from ..conftest import DEFAULT_SPEC, Lab, fleetctl
 
@@ -138,9 +138,6 @@ def garbage_shell(lab: Lab):
     """jetson-b3 answers every command with a login-shell refusal, as a locked account does."""
     keys = "/root/.ssh/authorized_keys"
     original = lab.ssh("jetson-b3", f"cat {keys}").stdout
-    # seen twice in CI, never reproduced: the test's own login refused or a host key
-    # changed; what jetson-b3 held and logged is what a next look needs
-    assert original.startswith("ssh-"), f"jetson-b3's {keys} read as {original!r}"
     forced = f'command="echo This account is currently not available." {original}'
     lab.ssh("jetson-b3", f"cat > {keys}", input=forced.encode())
     yield
@@ -168,10 +165,5 @@ def test_a_command_that_stops_reading_is_judged_by_what_it_printed(
     SSH window cannot be sent whole, always (no race), and its answer still counts."""
     target = Target("jetson-b3", lab.address("jetson-b3"), key_file=lab.status["client_key"],
                     known_hosts=(lab.status["known_hosts"],))
-    try:
-        result = run_script(target, "true\n" * 2_000_000)
-    except SSHFailure as exc:
-        log = Path(lab.status["dir"]) / "hosts" / "jetson-b3" / "sshd.log"
-        raise AssertionError(f"{exc}; jetson-b3's sshd.log ends: "
-                             f"{log.read_text()[-2000:]}") from exc
+    result = run_script(target, "true\n" * 2_000_000)
     assert result.stdout.strip() == "This account is currently not available."
