@@ -24,11 +24,20 @@ from typing import Any, BinaryIO
 MAX_COMMAND = 64 * 1024
 #: the most output a command may print on each of stdout and stderr
 MAX_OUTPUT = 16 * 1024 * 1024
-#: the longest line either side reads: an answer with both outputs at their limit
-MAX_LINE = 2 * (MAX_OUTPUT * 4 // 3 + 4) + 1024
+#: the longest line the child reads: an answer with both outputs at their limit
+MAX_ANSWER = 2 * (MAX_OUTPUT * 4 // 3 + 4) + 1024
+#: the longest line the controller reads: a command at its limit, each character
+#: escaped by JSON at worst (``\uXXXX``), or the first line's token
+MAX_REQUEST = 6 * MAX_COMMAND + 1024
 
 #: runs a command line on the host within a number of seconds: (status, stdout, stderr)
 Run = Callable[[str, float], tuple[int, bytes, bytes]]
+
+
+def open_link(sock: socket.socket) -> tuple[BinaryIO, BinaryIO]:
+    """A reader and a writer on ``sock``: two files, because the read-write one
+    (``makefile("rwb")``, a BufferedRWPair) ignores the size ``readline`` is given."""
+    return sock.makefile("rb"), sock.makefile("wb")
 
 
 def send(link: BinaryIO, message: dict[str, Any]) -> None:
@@ -37,9 +46,13 @@ def send(link: BinaryIO, message: dict[str, Any]) -> None:
     link.flush()
 
 
-def receive(link: BinaryIO) -> dict[str, Any] | None:
-    """Read one message; None when the other side hung up or sent what is not one."""
-    line = link.readline(MAX_LINE + 1)
+def receive(link: BinaryIO, limit: int) -> dict[str, Any] | None:
+    """Read one message of at most ``limit`` bytes; None when the other side hung up or
+    sent what is not one."""
+    try:
+        line = link.readline(limit + 1)
+    except ConnectionError:     # it hung up before reading all we sent
+        return None
     if not line.endswith(b"\n"):
         return None
     try:
@@ -73,14 +86,15 @@ def serve(listener: socket.socket, token: str, run: Run, deadline: float,
         sock, _ = listener.accept()
     except OSError:             # nobody came in time, or the gate closed the listener
         return
-    with sock, sock.makefile("rwb") as link:
+    reader, writer = open_link(sock)
+    with sock, reader, writer:
         try:
             sock.settimeout(max(0.1, deadline - clock()))
-            hello = receive(link)
+            hello = receive(reader, MAX_REQUEST)
             if hello is None or hello.get("token") != token:
                 return
-            while (message := receive(link)) is not None:
-                send(link, _run_one(message.get("command"), run, deadline - clock()))
+            while (message := receive(reader, MAX_REQUEST)) is not None:
+                send(writer, _run_one(message.get("command"), run, deadline - clock()))
                 sock.settimeout(max(0.1, deadline - clock()))
         except OSError:         # the child went quiet past the deadline, or died
             return

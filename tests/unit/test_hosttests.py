@@ -2,6 +2,7 @@
 a fresh import per host, a timeout; and their commands, which reach the host through
 the controller's connection (here an in-memory one)."""
 
+import contextlib
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -233,7 +234,8 @@ def test_a_command_the_link_cannot_run_fails_its_test_with_the_reason(tmp_path: 
 def test_the_link_answers_only_its_own_test_and_refuses_what_is_not_a_command(
         tmp_path: Path) -> None:
     """serve() runs nothing for a connection without the request's token, refuses an
-    overlong or missing command and too much output, and stops at its deadline."""
+    overlong or missing command and too much output, and does not read a line longer
+    than any command could be."""
     import socket
     import threading
     import time
@@ -253,14 +255,18 @@ def test_the_link_answers_only_its_own_test_and_refuses_what_is_not_a_command(
             server.start()
             with socket.socket(socket.AF_UNIX) as sock:
                 sock.connect(str(tmp_path / f"{token}.sock"))
-                link = sock.makefile("rwb")
-                testlink.send(link, {"token": token})
+                reader, writer = testlink.open_link(sock)
+                testlink.send(writer, {"token": token})
                 answers = []
                 for message in messages:
-                    testlink.send(link, message)
-                    answers.append(testlink.receive(link))
-                link.close()
+                    with contextlib.suppress(BrokenPipeError):     # the link hung up
+                        testlink.send(writer, message)
+                    answers.append(testlink.receive(reader, testlink.MAX_ANSWER))
+                reader.close()
+                with contextlib.suppress(BrokenPipeError):     # what it did not take
+                    writer.close()
             server.join(10)
+            (tmp_path / f"{token}.sock").unlink()
             return answers
 
     assert session("forged", [{"command": "true"}]) == [None]
@@ -272,4 +278,7 @@ def test_the_link_answers_only_its_own_test_and_refuses_what_is_not_a_command(
         "not a command line of at most 65536 characters",
         "not a command line of at most 65536 characters",
         "the command printed more than 16,777,216 bytes"]
+    assert ran == ["hostname", "flood"]
+    # a line longer than any command could be is not read: the link hangs up
+    assert session("secret", [{"command": "y" * testlink.MAX_REQUEST}]) == [None]
     assert ran == ["hostname", "flood"]
